@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from upcall.caffe import tool_command
-from upcall.dataset import DatasetSettings, build_dataset
+from upcall.data.dataset import DatasetSettings, build_dataset
+from upcall.data.spectrogram import bytescale
+from upcall.engines.caffe.root import tool_command
 from upcall.parallel import default_workers, map_chunks
-from upcall.spectrogram import bytescale
 
 
 def _write_pngs(items: list[tuple[int, str]]) -> list[None]:

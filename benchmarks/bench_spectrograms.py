@@ -2,7 +2,7 @@
 
     python benchmarks/bench_spectrograms.py [--clips 30000] [--tutorial-clips 1000] [--repeats 3]
 
-* ours: ``upcall.spectrograms.make`` in tutorial mode, all cores (``--workers``), every clip made.
+* ours: ``upcall.data.render.make`` in tutorial mode, all cores (``--workers``), every clip made.
 * tutorial: the tutorial's ``preprocess-aiff.py`` loop in one process: read int16 (soundfile,
   as aifc did), ``pyplot.specgram(NFFT=256, noverlap=128)`` (never cleared, as in the script),
   old SciPy's bytescale, one PNG save. It is slow, so it runs on the first ``--tutorial-clips``
@@ -11,7 +11,7 @@
   same number of workers as ours: what any converter must pay.
 
 Repeats are interleaved (ours, floor, tutorial, ours, ...) so a change in machine load hits all
-three; medians are printed. The clips come from ``upcall.synth`` (Kaggle layout, seed 0).
+three; medians are printed. The clips come from ``upcall.audio.synth`` (Kaggle layout, seed 0).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from upcall.audio.synth import SynthSettings, synthesize
+from upcall.data.render import find_clips, make, png_path
+from upcall.data.spectrogram import HEIGHT, WIDTH, write_png
 from upcall.parallel import default_workers, map_chunks
-from upcall.spectrogram import HEIGHT, WIDTH, write_png
-from upcall.spectrograms import find_clips, make, png_path
-from upcall.synth import SynthSettings, synthesize
 
 
 def ours(data: Path, out: Path, workers: int) -> int:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from upcall.synth import SynthSettings, synthesize
+from upcall.audio.synth import SynthSettings, synthesize
 
 BUDGET_S = 60.0  # the requirement for 30,000 clips on 2 cores
 

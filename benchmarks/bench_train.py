@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from upcall.data.datum import array_to_datum, write_mean
 from upcall.engines import get_engine
-from upcall.lmdb_io import array_to_datum, write_mean
-from upcall.nets import load_dataset, make_job, write_job
+from upcall.model.nets import load_dataset, make_job, write_job
+from upcall.model.solver import SolverSettings
 from upcall.proto import caffe_pb2, read_text, to_text
-from upcall.solver import SolverSettings
 
 SIZES = {"whalenet": (129, 30), "alexnet": (256, 256)}
 
@@ -111,8 +111,8 @@ def load_batch(job: Path) -> int:
 
 
 def tutorial(work: Path, *, alexnet_iters: int, threads: int) -> None:
-    from upcall.dataset import DatasetSettings, build_dataset
-    from upcall.demo import DemoSettings, run_demo
+    from upcall.data.dataset import DatasetSettings, build_dataset
+    from upcall.workflows.demo import DemoSettings, run_demo
 
     started = time.perf_counter()
     summary = run_demo(work / "tutorial", DemoSettings(n_train=30000, epochs=5), threads=threads)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from upcall import spectrogram, synth
+from upcall.audio import synth
+from upcall.data import spectrogram
 
 
 def logistic_auc(x_train, y_train, x_val, y_val) -> float:

@@ -15,12 +15,12 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def caffe():
-    """The ``upcall.caffe`` module when real Caffe can run; skips otherwise.
+    """The ``upcall.engines.caffe.root`` module when real Caffe can run; skips otherwise.
 
     With ``UPCALL_REQUIRE_CAFFE=1`` (``make test`` sets it, after installing Caffe) a missing
     Caffe fails the test instead, so the real-Caffe checks can never be skipped silently there.
     """
-    from upcall import caffe as caffe_module
+    from upcall.engines.caffe import root as caffe_module
     from upcall.errors import UpcallError
 
     try:

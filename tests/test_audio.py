@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from upcall.audio import read_clip
+from upcall.audio.clip import read_clip
 from upcall.errors import UpcallError
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from upcall import caffe as caffe_api
+from upcall.engines.caffe import root as caffe_api
 from upcall.errors import UpcallError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install-caffe.sh"
@@ -53,7 +53,7 @@ def install(*args: str, env: dict[str, str] | None = None, as_user: bool = False
 
 @pytest.fixture
 def bullseye(caffe, monkeypatch):
-    """upcall.caffe with the bullseye root (not a user's own Caffe from UPCALL_CAFFE)."""
+    """upcall.engines.caffe.root with the bullseye root (not a user's own Caffe from UPCALL_CAFFE)."""
     monkeypatch.delenv("UPCALL_CAFFE", raising=False)
     monkeypatch.delenv("UPCALL_CAFFE_PYTHON", raising=False)
     if not caffe.caffe_available():

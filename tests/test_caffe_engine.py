@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall.dataset import DatasetSettings, build_dataset
+from upcall.data.dataset import DatasetSettings, build_dataset
 from upcall.engines import get_engine
-from upcall.engines.caffe_engine import LogState
+from upcall.engines.caffe.engine import LogState
 from upcall.errors import UpcallError
-from upcall.jobdir import read_metrics, read_summary
+from upcall.results.jobdir import read_metrics, read_summary
 
 # Real lines of a Caffe 1.0 run (bullseye), including another thread's line inside a test.
 LOG = """\
@@ -221,7 +221,7 @@ def test_errors_are_one_line(caffe, dataset, tmp_path):
 
 
 def test_scoring_uses_the_gpu_only_with_the_users_pycaffe(monkeypatch):
-    from upcall.engines.caffe_engine import _scoring_gpu
+    from upcall.engines.caffe.engine import _scoring_gpu
 
     # the bundled bullseye pycaffe is CPU-only, even when UPCALL_CAFFE trains on a GPU
     monkeypatch.setenv("UPCALL_CAFFE", "/opt/caffe/bin/caffe")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall import lmdb_io
-from upcall.dataset import DatasetSettings, build_dataset
+from upcall.data import datum as lmdb_io
+from upcall.data.dataset import DatasetSettings, build_dataset
 from upcall.proto import caffe_pb2, read_binary
 
 HEIGHT, WIDTH = 129, 30  # the tutorial's native spectrogram: 129 frequency rows × 30 time steps

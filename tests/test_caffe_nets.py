@@ -11,11 +11,11 @@ import lmdb
 import numpy as np
 import pytest
 
-from upcall import nets
-from upcall.lmdb_io import array_to_datum, write_mean
-from upcall.networks import NETWORKS
+from upcall.data.datum import array_to_datum, write_mean
+from upcall.model import nets
+from upcall.model.networks import NETWORKS
+from upcall.model.shapes import infer_shapes
 from upcall.proto import caffe_pb2, read_text, to_text
-from upcall.shapes import infer_shapes
 
 TRAIN_IMAGES, VAL_IMAGES = 4, 2
 

@@ -7,9 +7,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from upcall.errors import UpcallError
-from upcall.proto import caffe_pb2
-from upcall.torchnet.caffemodel import (
+from upcall.engines.torch.caffemodel import (
     array_to_blob,
     blob_to_array,
     load_caffemodel,
@@ -18,8 +16,10 @@ from upcall.torchnet.caffemodel import (
     save_caffemodel,
     save_solverstate,
 )
-from upcall.torchnet.net import CaffeNet
-from upcall.torchnet.solver import SolverSnapshot
+from upcall.engines.torch.net import CaffeNet
+from upcall.engines.torch.solver import SolverSnapshot
+from upcall.errors import UpcallError
+from upcall.proto import caffe_pb2
 
 NET = """
 name: "io"

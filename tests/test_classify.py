@@ -11,10 +11,10 @@ import soundfile as sf
 from PIL import Image
 from test_train import images_for, make_job
 
-from upcall import classify as classify_cmd
-from upcall.classify import Classifier, classify
 from upcall.engines import get_engine
 from upcall.errors import BatchFailed, UpcallError
+from upcall.results import classify as classify_cmd
+from upcall.results.classify import Classifier, classify
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_probabilities_are_one_softmax_of_the_scores(trained, rng):
 
 
 def test_audio_input_becomes_a_spectrogram(trained, tmp_path, rng):
-    from upcall.spectrogram import compute
+    from upcall.data.spectrogram import compute
 
     samples = (rng.standard_normal(4000) * 3000).astype(np.int16)
     sf.write(tmp_path / "clip.wav", samples, 2000, subtype="PCM_16")
@@ -113,7 +113,7 @@ def deploy_net(text: str):
 
 
 def test_output_is_the_last_softmax_else_the_only_output(tmp_path):
-    from upcall.classify import _output_blob
+    from upcall.results.classify import _output_blob
 
     fc = 'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" }'
     prob = 'layer { name: "sm" type: "Softmax" bottom: "fc" top: "p" }'

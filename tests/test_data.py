@@ -1,4 +1,4 @@
-"""Tests for upcall.torchnet.data: Caffe's DataTransformer semantics on a real LMDB."""
+"""Tests for upcall.engines.torch.data: Caffe's DataTransformer semantics on a real LMDB."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from upcall.data.datum import array_to_datum, write_mean
+from upcall.engines.torch.data import Feeder, Transform
 from upcall.errors import UpcallError
-from upcall.lmdb_io import array_to_datum, write_mean
 from upcall.proto import caffe_pb2
-from upcall.torchnet.data import Feeder, Transform
 
 
 def write_db(path, images, labels, *, encoding="none"):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall import dataset
-from upcall.dataset import DatasetSettings, build_dataset, parse_size
+from upcall.data import dataset
+from upcall.data.dataset import DatasetSettings, build_dataset, parse_size
+from upcall.data.datum import iter_db, load_db, read_mean
+from upcall.data.resize import resize
 from upcall.errors import BatchFailed, UpcallError
-from upcall.imaging import resize
-from upcall.lmdb_io import iter_db, load_db, read_mean
 from upcall.proto import caffe_pb2
 
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from PIL import Image
 
-from upcall import demo
 from upcall.errors import UpcallError
+from upcall.workflows import demo
 
 
 def run(argv):

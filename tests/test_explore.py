@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall import explore
+from upcall.data import explore
+from upcall.data.datum import array_to_datum
 from upcall.errors import UpcallError
-from upcall.lmdb_io import array_to_datum
 
 
 def make_dataset(root, counts: dict[int, int], *, size=(256, 256)):

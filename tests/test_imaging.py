@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from upcall.data.resize import bilinear_stack, load_image, py2_round, resize, resize_stack
 from upcall.errors import UpcallError
-from upcall.imaging import bilinear_stack, load_image, py2_round, resize, resize_stack
 
 
 @pytest.fixture

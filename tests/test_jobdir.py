@@ -1,4 +1,4 @@
-"""Tests for upcall.jobdir: metric maths against sklearn, metrics.jsonl, curves.png, summary.json."""
+"""Tests for upcall.results.jobdir: metric maths against sklearn, metrics.jsonl, curves.png, summary.json."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from upcall.errors import UpcallError
-from upcall.jobdir import JobWriter, auc, caffe_correct, evaluate, read_metrics, read_summary
+from upcall.results.jobdir import (
+    JobWriter,
+    auc,
+    caffe_correct,
+    evaluate,
+    read_metrics,
+    read_summary,
+)
 
 NAMES = ["not-whale", "whale"]
 
@@ -123,7 +130,7 @@ def test_loss_axis_is_scaled_to_training_not_to_an_untrained_first_test():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from upcall.jobdir import scale_loss_axis
+    from upcall.results.jobdir import scale_loss_axis
 
     fig, ax = plt.subplots()
     train = [{"loss": 0.8}, {"loss": 0.3}]

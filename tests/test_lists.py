@@ -12,9 +12,9 @@ import pytest
 import soundfile
 from PIL import Image
 
+from upcall.data.lists import ListSettings, make_lists
+from upcall.data.render import ensure
 from upcall.errors import UpcallError
-from upcall.lists import ListSettings, make_lists
-from upcall.spectrograms import ensure
 
 N_WHALE, N_OTHER = 30, 70
 
@@ -163,7 +163,7 @@ def test_png_older_than_its_clip_is_remade(data, tmp_path):
 
 
 def test_lists_json_is_removed_before_the_lists_are_rewritten(data, tmp_path, monkeypatch):
-    import upcall.lists
+    import upcall.data.lists
 
     make_lists(data, out=tmp_path / "lists")
     assert (tmp_path / "lists/lists.json").is_file()
@@ -171,7 +171,7 @@ def test_lists_json_is_removed_before_the_lists_are_rewritten(data, tmp_path, mo
     def die(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(upcall.lists, "write_histogram", die)
+    monkeypatch.setattr(upcall.data.lists, "write_histogram", die)
     with pytest.raises(RuntimeError):
         make_lists(data, out=tmp_path / "lists", settings=ListSettings(seed=9))
     assert not (tmp_path / "lists/lists.json").exists()

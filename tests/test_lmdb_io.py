@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall import lmdb_io
+from upcall.data import datum as lmdb_io
+from upcall.data.datum import (
+    array_to_datum,
+    datum_to_array,
+    iter_db,
+    load_db,
+    read_mean,
+    write_mean,
+)
 from upcall.errors import UpcallError
-from upcall.lmdb_io import array_to_datum, datum_to_array, iter_db, load_db, read_mean, write_mean
 from upcall.proto import caffe_pb2
 
 

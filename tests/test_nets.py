@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from upcall import nets
-from upcall import netspec as ns
 from upcall.errors import BatchFailed, UpcallError
+from upcall.model import nets
+from upcall.model import netspec as ns
 from upcall.proto import caffe_pb2, read_text, to_text
 
 REPO_PROTOTXT = Path(__file__).resolve().parents[1] / "prototxt"

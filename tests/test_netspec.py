@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upcall import netspec as ns
+from upcall.model import netspec as ns
 from upcall.proto import caffe_pb2, read_text, to_text
 
 

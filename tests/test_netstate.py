@@ -3,9 +3,9 @@
 import pytest
 from google.protobuf import text_format
 
-from upcall import netspec as ns
 from upcall.errors import UpcallError
-from upcall.netstate import layer_included, rule_met
+from upcall.model import netspec as ns
+from upcall.model.netstate import layer_included, rule_met
 from upcall.proto import caffe_pb2
 
 TEST = caffe_pb2.TEST

@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from upcall import netspec as ns
 from upcall.errors import UpcallError
-from upcall.networks import NETWORKS, get
-from upcall.networks.prepare import DataSource, prepare
-from upcall.networks.whalenet import channels, whalenet
+from upcall.model import netspec as ns
+from upcall.model.networks import NETWORKS, get
+from upcall.model.networks.prepare import DataSource, prepare
+from upcall.model.networks.whalenet import channels, whalenet
+from upcall.model.shapes import infer_shapes
 from upcall.proto import caffe_pb2
-from upcall.shapes import infer_shapes
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 

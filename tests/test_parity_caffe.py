@@ -14,11 +14,11 @@ import math
 import numpy as np
 import torch
 
-from upcall import networks
-from upcall.networks.prepare import DataSource, prepare
+from upcall.engines.torch import CaffeNet, CaffeSolver, load_caffemodel, save_caffemodel
+from upcall.engines.torch.caffemodel import read_solverstate, save_solverstate
+from upcall.model import networks
+from upcall.model.networks.prepare import DataSource, prepare
 from upcall.proto import caffe_pb2, to_text
-from upcall.torchnet import CaffeNet, CaffeSolver, load_caffemodel, save_caffemodel
-from upcall.torchnet.caffemodel import read_solverstate, save_solverstate
 
 RTOL = 1e-4
 

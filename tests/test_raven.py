@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from upcall.audio.raven import Selection, read_table, write_table
 from upcall.errors import UpcallError
-from upcall.raven import Selection, read_table, write_table
 
 HEADER = (
     "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\t"

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from upcall import cli, recording
+from upcall import cli
+from upcall.audio import recording
+from upcall.audio.raven import read_table
+from upcall.audio.recording import RecordingSettings, write_recording
 from upcall.errors import UpcallError
-from upcall.raven import read_table
-from upcall.recording import RecordingSettings, write_recording
 
 MINUTES = 4.0
 

@@ -1,4 +1,4 @@
-"""Tests for upcall.report: the comparison table and plot from job directories."""
+"""Tests for upcall.results.report: the comparison table and plot from job directories."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall import report
 from upcall.errors import BatchFailed, UpcallError
-from upcall.jobdir import JobWriter
-from upcall.report import make_report
+from upcall.results import report
+from upcall.results.jobdir import JobWriter
+from upcall.results.report import make_report
 
 NAMES = ["not-whale", "whale"]
 

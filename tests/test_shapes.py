@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from upcall import netspec as ns
 from upcall.errors import UpcallError
+from upcall.model import netspec as ns
+from upcall.model.shapes import SUPPORTED_TYPES, conv_out, cost, infer_shapes, pair, pool_out
 from upcall.proto import caffe_pb2
-from upcall.shapes import SUPPORTED_TYPES, conv_out, cost, infer_shapes, pair, pool_out
 
 
 def test_alexnet_chain_by_hand():
@@ -159,7 +159,7 @@ def test_supported_types_cover_what_the_brief_lists():
 
 
 def test_supported_types_are_what_the_torch_engine_runs():
-    from upcall.torchnet.layers import LAYERS
+    from upcall.engines.torch.layers import LAYERS
 
     # Data and Input are fed by the engine, not built as layers
     assert set(LAYERS) | {"Data", "Input"} == SUPPORTED_TYPES

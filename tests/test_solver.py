@@ -7,8 +7,8 @@ import math
 import pytest
 
 from upcall.errors import UpcallError
+from upcall.model.solver import LR_POLICIES, SOLVER_TYPES, SolverSettings, make_solver, schedule
 from upcall.proto import caffe_pb2
-from upcall.solver import LR_POLICIES, SOLVER_TYPES, SolverSettings, make_solver, schedule
 
 TUTORIAL = dict(train_count=27000, val_count=3000)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from upcall import sounds
+from upcall.audio import sounds
 
 
 def test_upcall_sweeps_up_through_its_band(rng):

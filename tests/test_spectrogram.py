@@ -3,8 +3,7 @@ import pytest
 from matplotlib import mlab
 from PIL import Image
 
-from upcall.errors import UpcallError
-from upcall.spectrogram import (
+from upcall.data.spectrogram import (
     MODES,
     compute,
     compute_batch,
@@ -13,6 +12,7 @@ from upcall.spectrogram import (
     read_png,
     write_png,
 )
+from upcall.errors import UpcallError
 
 RATE = 2000
 T = np.arange(4000) / RATE

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from upcall import spectrograms
-from upcall.audio import read_clip
+from upcall.audio.clip import read_clip
 from upcall.cli import main
+from upcall.data import render as spectrograms
+from upcall.data.spectrogram import compute, read_png
 from upcall.errors import BatchFailed, UpcallError
-from upcall.spectrogram import compute, read_png
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,17 +15,17 @@ import pytest
 
 from upcall import cli
 from upcall.errors import BatchFailed, BatchReport
-from upcall.sweep import write_jobs
+from upcall.workflows.sweep import write_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from upcall.dataset import DatasetSettings, build_dataset
-    from upcall.lists import ListSettings, make_lists
-    from upcall.spectrograms import ensure
-    from upcall.synth import SynthSettings, synthesize
+    from upcall.audio.synth import SynthSettings, synthesize
+    from upcall.data.dataset import DatasetSettings, build_dataset
+    from upcall.data.lists import ListSettings, make_lists
+    from upcall.data.render import ensure
 
     root = tmp_path_factory.mktemp("sweep")
     synthesize(root / "data", SynthSettings(n_train=60, seed=3), workers=1)

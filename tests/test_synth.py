@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from upcall import cli, synth
+from upcall import cli
+from upcall.audio import synth
+from upcall.audio.synth import SynthSettings, synthesize
 from upcall.errors import UpcallError
-from upcall.synth import SynthSettings, synthesize
 
 N_TRAIN, N_TEST = 2000, 30
 

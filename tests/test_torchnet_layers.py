@@ -9,11 +9,11 @@ import pytest
 import torch
 from google.protobuf import text_format
 
+from upcall.engines.torch.fillers import fill
+from upcall.engines.torch.layers import BuildContext, build_layer
 from upcall.errors import UpcallError
+from upcall.model.shapes import conv_out
 from upcall.proto import caffe_pb2
-from upcall.shapes import conv_out
-from upcall.torchnet.fillers import fill
-from upcall.torchnet.layers import BuildContext, build_layer
 
 
 def layer(text: str) -> caffe_pb2.LayerParameter:

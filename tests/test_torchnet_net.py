@@ -6,12 +6,12 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from upcall import networks
+from upcall.engines.torch.net import CaffeNet, filter_net
 from upcall.errors import UpcallError
-from upcall.networks.prepare import DataSource, prepare
+from upcall.model import networks
+from upcall.model.networks.prepare import DataSource, prepare
+from upcall.model.shapes import infer_shapes
 from upcall.proto import caffe_pb2
-from upcall.shapes import infer_shapes
-from upcall.torchnet.net import CaffeNet, filter_net
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 

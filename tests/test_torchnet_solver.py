@@ -9,10 +9,10 @@ import pytest
 import torch
 from google.protobuf import text_format
 
+from upcall.engines.torch.net import ParamSpec
+from upcall.engines.torch.solver import CaffeSolver, SolverSnapshot, current_step, learning_rate
 from upcall.errors import UpcallError
 from upcall.proto import caffe_pb2
-from upcall.torchnet.net import ParamSpec
-from upcall.torchnet.solver import CaffeSolver, SolverSnapshot, current_step, learning_rate
 
 
 def solver_param(text: str) -> caffe_pb2.SolverParameter:

@@ -14,11 +14,11 @@ import lmdb
 import numpy as np
 import pytest
 
+from upcall.data.datum import array_to_datum, write_mean
 from upcall.engines import Interrupted, get_engine
 from upcall.errors import UpcallError
-from upcall.jobdir import read_metrics, read_summary
-from upcall.lmdb_io import array_to_datum, write_mean
 from upcall.proto import caffe_pb2, read_binary
+from upcall.results.jobdir import read_metrics, read_summary
 
 H, W, CROP = 129, 30, 28
 LAYERS = """

@@ -16,19 +16,19 @@ from upcall.errors import UpcallError
 
 # sub-command -> module; the order is the workflow's order, as ``upcall --help`` lists it.
 COMMANDS: dict[str, str] = {
-    "synth": "upcall.synth",
-    "synth-recording": "upcall.recording",
-    "spectrograms": "upcall.spectrograms",
-    "lists": "upcall.lists",
-    "lmdb": "upcall.dataset",
-    "explore": "upcall.explore",
-    "nets": "upcall.nets",
-    "train": "upcall.train",
-    "classify": "upcall.classify",
-    "report": "upcall.report",
-    "sweep": "upcall.sweep",
-    "caffe": "upcall.caffe",
-    "demo": "upcall.demo",
+    "synth": "upcall.audio.synth",
+    "synth-recording": "upcall.audio.recording",
+    "spectrograms": "upcall.data.render",
+    "lists": "upcall.data.lists",
+    "lmdb": "upcall.data.dataset",
+    "explore": "upcall.data.explore",
+    "nets": "upcall.model.nets",
+    "train": "upcall.workflows.train",
+    "classify": "upcall.results.classify",
+    "report": "upcall.results.report",
+    "sweep": "upcall.workflows.sweep",
+    "caffe": "upcall.engines.caffe.root",
+    "demo": "upcall.workflows.demo",
 }
 
 
@@ -36,7 +36,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, the other sub-commands are bare names (their modules unimported).
 
     Importing a command's module costs time (scipy, torch), so ``upcall train`` imports just
-    ``upcall.train`` while ``upcall --help`` still imports and lists every command.
+    ``upcall.workflows.train`` while ``upcall --help`` still imports and lists every command.
     """
     parser = argparse.ArgumentParser(
         prog="upcall",

@@ -2,7 +2,7 @@
 
 An engine takes a job directory made by ``upcall nets`` (solver.prototxt, train_val.prototxt,
 deploy.prototxt, config.json), trains it, and writes the job directory of ARCHITECTURE.md §6
-through :class:`upcall.jobdir.JobWriter`. Reports and classification read that directory and
+through :class:`upcall.results.jobdir.JobWriter`. Reports and classification read that directory and
 never ask which engine made it.
 
 Engines register here by name; the module is imported only when the engine is asked for, so
@@ -48,8 +48,8 @@ class Interrupted(UpcallError):
 
 # name -> "module:factory"; the factory takes no arguments and returns an Engine
 ENGINES: dict[str, str] = {
-    "torch": "upcall.engines.torch_engine:TorchEngine",
-    "caffe": "upcall.engines.caffe_engine:CaffeEngine",
+    "torch": "upcall.engines.torch.engine:TorchEngine",
+    "caffe": "upcall.engines.caffe.engine:CaffeEngine",
 }
 
 

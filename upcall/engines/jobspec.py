@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from upcall.data.lists import read_labels
+from upcall.engines.torch.data import Transform
+from upcall.engines.torch.net import filter_net
 from upcall.errors import UpcallError
 from upcall.fsutil import read_json
-from upcall.lists import read_labels
 from upcall.proto import caffe_pb2, read_text
-from upcall.torchnet.data import Transform
-from upcall.torchnet.net import filter_net
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 

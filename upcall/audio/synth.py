@@ -1,0 +1,232 @@
+"""Synthetic right-whale data in the Kaggle layout (``upcall synth``).
+
+The real Kaggle clips cannot be shipped (Cornell licence), so we synthesise clips with the same
+format (2 s, 2000 Hz, 16-bit mono AIFF) and the same kind of difficulty; the signal model is
+described in :mod:`upcall.audio.sounds`. Labels are placed by a seeded permutation and every clip is the
+same size, so names, order and sizes say nothing about the label.
+
+Each clip's randomness derives from (seed, split, clip index) alone, so clips can be made in any
+order, by any number of workers, and a rerun skips the ones already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from upcall.audio.sounds import GENERATOR_VERSION, RATE, clip, to_pcm16
+from upcall.errors import BatchReport, UpcallError
+from upcall.fsutil import atomic_path, atomic_write_text
+from upcall.parallel import check_workers, map_chunks
+
+HELP = "Write synthetic right-whale clips in the Kaggle layout (train.csv, train/, test/)."
+
+SPLITS = {"train": 0, "test": 1}  # split -> the code mixed into each clip's seed
+CHUNK = 250  # clips per task handed to a worker: amortises the hand-off, keeps progress smooth
+
+
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator for one clip: a function of (seed, split, index) only."""
+    return np.random.default_rng([seed, SPLITS[split], 0, index])
+
+
+def labels_for(seed: int, split: str, n: int, positive_rate: float) -> np.ndarray:
+    """Exactly round(n·rate) positives, at seeded random positions (so names say nothing)."""
+    labels = np.zeros(n, dtype=np.int64)
+    rng = np.random.default_rng([seed, SPLITS[split], 1, 0])
+    labels[rng.permutation(n)[: round(n * positive_rate)]] = 1
+    return labels
+
+
+def make_clips(
+    seed: int, labels: Sequence[int], *, split: str = "train", start: int = 1
+) -> np.ndarray:
+    """int16 (N, 4000) clips ``split{start}``… in memory, exactly as :func:`synthesize` writes them."""
+    return np.stack(
+        [to_pcm16(clip(clip_rng(seed, split, start + i), int(y))) for i, y in enumerate(labels)]
+    )
+
+
+# --- the Kaggle layout ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    n_train: int = 30000  # as in the Kaggle training set
+    n_test: int = 0  # Kaggle had 54,503 unlabelled test clips; none unless asked
+    seed: int = 0
+    positive_rate: float = 0.234  # 7,027 / 30,000 in the Kaggle training set
+    generator_version: int = GENERATOR_VERSION
+
+    def check(self) -> None:
+        if self.n_train <= 0:
+            raise UpcallError(f"--n-train must be positive, got {self.n_train}")
+        if self.n_test < 0:
+            raise UpcallError(f"--n-test must be zero or positive, got {self.n_test}")
+        if self.seed < 0:
+            raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+        if not 0.0 < self.positive_rate < 1.0:
+            raise UpcallError(f"--positive-rate must be between 0 and 1, got {self.positive_rate}")
+
+
+def _write_clips(items: Sequence[tuple[str, int, int]], *, out: str, seed: int) -> list[str | None]:
+    problems: list[str | None] = []
+    for split, index, label in items:
+        samples = to_pcm16(clip(clip_rng(seed, split, index), label))
+        try:
+            with atomic_path(Path(out) / split / f"{split}{index}.aiff") as tmp:
+                sf.write(tmp, samples, RATE, format="AIFF", subtype="PCM_16")
+            problems.append(None)
+        except (OSError, sf.LibsndfileError) as e:
+            problems.append(str(e))
+    return problems
+
+
+def _check_out(out: Path, settings: SynthSettings, force: bool) -> None:
+    meta = out / "synth.json"
+    if out.exists() and not out.is_dir():
+        raise UpcallError(f"{out}: is a file, not a directory; OUT must be a directory")
+    if force or not out.exists() or not any(out.iterdir()):
+        return
+    if not meta.exists():
+        raise UpcallError(
+            f"{out}: directory is not empty and has no synth.json; use --force to "
+            "write into it anyway"
+        )
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UpcallError(f"{meta}: unreadable ({e}); use --force to overwrite") from None
+    if old != asdict(settings):
+        diff = {k: (old.get(k), v) for k, v in asdict(settings).items() if old.get(k) != v}
+        raise UpcallError(
+            f"{meta}: OUT was made with other settings (old, new: {diff}); use --force to overwrite"
+        )
+
+
+def _clear(out: Path) -> None:
+    """For --force: remove the old data set, synth.json first.
+
+    Without synth.json a run cut short here is refused until forced again; after it, synth.json
+    is rewritten with the new settings before any clip, so a resume keeps only new clips.
+    """
+    (out / "synth.json").unlink(missing_ok=True)
+    for split in SPLITS:
+        for path in (out / split).glob(f"{split}*.aiff"):
+            path.unlink()
+    for name in ("train.csv", "test_truth.csv"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _done(out: Path, split: str) -> set[str]:
+    """Clear leftovers in ``out/split`` and return the names of the clips already finished."""
+    # Temporary files of a killed run (atomic_path's hidden siblings) are never finished clips.
+    for path in (out / split).glob(f".{split}*.tmp.aiff"):
+        path.unlink()
+    return set(os.listdir(out / split))
+
+
+def _write_csv(path: Path, split: str, labels: np.ndarray) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["clip_name", "label"])
+    writer.writerows((f"{split}{i}.aiff", int(y)) for i, y in enumerate(labels, start=1))
+    atomic_write_text(path, buf.getvalue())
+
+
+def synthesize(
+    out: str | os.PathLike,
+    settings: SynthSettings = SynthSettings(),
+    *,
+    workers: int | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the synthetic data set under ``out`` (see ARCHITECTURE.md §1) and return its path.
+
+    Clips already there from an interrupted run with the same settings are kept (files are
+    written atomically, so one that exists is complete); ``force`` rewrites everything.
+    """
+    settings.check()
+    check_workers(workers)
+    out = Path(out)
+    _check_out(out, settings, force)
+    if force and out.is_dir():
+        _clear(out)
+    atomic_write_text(out / "synth.json", json.dumps(asdict(settings), indent=2) + "\n")
+    counts = {"train": settings.n_train, "test": settings.n_test}
+    labels = {s: labels_for(settings.seed, s, n, settings.positive_rate) for s, n in counts.items()}
+    todo = []
+    for split, n in counts.items():
+        if n == 0 and not (out / split).exists():
+            continue
+        (out / split).mkdir(parents=True, exist_ok=True)
+        done = _done(out, split)
+        todo += [
+            (split, i, int(y))
+            for i, y in enumerate(labels[split], start=1)
+            if f"{split}{i}.aiff" not in done
+        ]
+    report = BatchReport("clips")
+    report.ok(sum(counts.values()) - len(todo))
+    fn = functools.partial(_write_clips, out=str(out), seed=settings.seed)
+    for (split, index, _), problem in zip(
+        todo,
+        map_chunks(fn, todo, workers=workers, chunk=CHUNK, desc="synth", unit="clip"),
+        strict=True,
+    ):
+        report.record(out / split / f"{split}{index}.aiff", problem)
+    report.finish()
+    _write_csv(out / "train.csv", "train", labels["train"])
+    if settings.n_test:
+        _write_csv(out / "test_truth.csv", "test", labels["test"])
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, metavar="OUT", help="data directory to write")
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=30000,
+        help="labelled clips in train/ (default 30000, as in Kaggle)",
+    )
+    parser.add_argument(
+        "--n-test", type=int, default=0, help="clips in test/, labels in test_truth.csv (default 0)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--positive-rate",
+        type=float,
+        default=0.234,
+        help="fraction of clips with an up-call (default 0.234, as in Kaggle)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all cores); the output does not depend on it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite OUT even if it holds other data or other settings",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = SynthSettings(
+        n_train=args.n_train, n_test=args.n_test, seed=args.seed, positive_rate=args.positive_rate
+    )
+    out = synthesize(args.out, settings, workers=args.workers, force=args.force)
+    print(f"wrote {settings.n_train} training and {settings.n_test} test clips to {out}")
+    return 0

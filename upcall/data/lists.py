@@ -1,0 +1,338 @@
+"""Training, validation and test lists in DIGITS's text-file format ("PATH LABEL" per line).
+
+The tutorial's notebook says it takes a random 90 % for training, but its shell commands take the
+first 27,000 and the last 3,000 rows of train.csv. We default to a seeded stratified random split
+and keep the tutorial's as ``--split ordered``. Balancing touches the training list only, so the
+validation figures always describe the data as it comes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from upcall.data.resize import py2_round
+from upcall.errors import UpcallError
+from upcall.fsutil import atomic_path, atomic_write_text, read_json
+
+HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
+
+LABELS = ("not-whale", "whale")  # label i is line i of labels.txt (DIGITS: 0-based)
+SPLITS = ("random", "ordered")
+BALANCES = ("none", "undersample", "oversample")
+HEADER = ["clip_name", "label"]
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    val_fraction: float = 0.1
+    split: str = "random"  # "random": seeded, stratified; "ordered": the tutorial's first/last rows
+    balance: str = "none"  # applied to the training list only
+    seed: int = 0
+    test: bool = False  # also list DATA/test/*.aiff (label 0: unknown)
+    spectrogram_root: Path | None = None  # None: DATA, as the tutorial writes PNGs beside the clips
+    mode: str | None = None  # spectrogram mode; None: whatever ROOT holds, else "tutorial"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UpcallError(
+                f"--val-fraction must be between 0 and 1 (exclusive), not {self.val_fraction}"
+            )
+        if self.split not in SPLITS:
+            raise UpcallError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.balance not in BALANCES:
+            raise UpcallError(
+                f"--balance must be one of {', '.join(BALANCES)}, not {self.balance!r}"
+            )
+        if self.seed < 0:
+            raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str  # e.g. "train17.aiff"
+    label: int
+    line: int  # 1-based line in train.csv, for error messages
+
+
+def read_train_csv(path: Path) -> list[Clip]:
+    """Parse ``clip_name,label`` rows; each malformed row is an error naming its line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except csv.Error as e:
+        raise UpcallError(f"{path}: not a valid CSV file: {e}") from e
+    if not rows or [c.strip() for c in rows[0]] != HEADER:
+        found = ",".join(rows[0]) if rows else "an empty file"
+        raise UpcallError(f"{path}:1: missing header 'clip_name,label' (found {found!r})")
+    clips: list[Clip] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise UpcallError(f"{path}:{line}: expected 2 fields 'clip_name,label', got {len(row)}")
+        name, label = row[0].strip(), row[1].strip()
+        if not name.isprintable():
+            raise UpcallError(f"{path}:{line}: clip name {name!r} has control characters")
+        if label not in ("0", "1"):
+            raise UpcallError(f"{path}:{line}: label {label!r} of {name} is not 0 or 1")
+        if name in seen:
+            raise UpcallError(
+                f"{path}:{line}: clip {name} is listed twice (first on line {seen[name]})"
+            )
+        seen[name] = line
+        clips.append(Clip(name, int(label), line))
+    if not clips:
+        raise UpcallError(f"{path}: lists no clips")
+    return clips
+
+
+def split_indices(
+    labels: np.ndarray, *, val_fraction: float, split: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (ascending) of the training and validation lists."""
+    n = len(labels)
+    if split == "ordered":
+        n_val = py2_round(val_fraction * n)
+        return np.arange(n - n_val), np.arange(n - n_val, n)
+    val = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        val.append(rng.permutation(rows)[: py2_round(val_fraction * len(rows))])
+    val_idx = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(n), val_idx), val_idx
+
+
+def balance_indices(
+    idx: np.ndarray, labels: np.ndarray, *, balance: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Undersample every class to the smallest, or oversample every class to the largest."""
+    if balance == "none":
+        return idx
+    by_class = [idx[labels[idx] == c] for c in np.unique(labels[idx])]
+    sizes = [len(rows) for rows in by_class]
+    out = []
+    for rows in by_class:
+        if balance == "undersample":
+            out.append(rng.choice(rows, min(sizes), replace=False))
+        else:
+            # Whole copies first, then a random remainder without replacement: every clip is
+            # repeated either k or k+1 times, never left out by chance.
+            k, extra = divmod(max(sizes), len(rows))
+            out.append(np.concatenate([np.tile(rows, k), rng.choice(rows, extra, replace=False)]))
+    return np.sort(np.concatenate(out), kind="stable")
+
+
+def _spectrograms(data_dir: Path, settings: ListSettings) -> tuple[Path, dict]:
+    """Bring ROOT's PNGs up to date with ``upcall.data.render`` (cheap when they already are).
+
+    The mode and read options default to those ROOT records, so a missing or stale PNG is
+    remade like its neighbours rather than the whole root being remade in another mode.
+    """
+    from upcall.data.render import SETTINGS_FILE, ReadOptions, ensure  # the spectrogram step
+
+    root = (settings.spectrogram_root or data_dir).resolve()
+    recorded = read_json(root / SETTINGS_FILE) or {}
+    defaults = ReadOptions()
+    read = ReadOptions(
+        resample=bool(recorded.get("resample", defaults.resample)),
+        mixdown=bool(recorded.get("mixdown", defaults.mixdown)),
+        fit=str(recorded.get("fit", defaults.fit)),
+    )
+    mode = settings.mode or recorded.get("mode") or "tutorial"
+    root = Path(ensure(data_dir, out=root, mode=mode, read=read)).resolve()
+    return root, read_json(root / SETTINGS_FILE)
+
+
+def _test_clips(data_dir: Path) -> list[Path]:
+    from upcall.data.render import find_clips  # the spectrogram step's clip finder: natural order
+
+    tests = [p for p in find_clips(data_dir) if p.parent.name == "test"]
+    if not tests:
+        raise UpcallError(f"{data_dir / 'test'}: no clips to list (--test)")
+    return tests
+
+
+def _counts(labels: np.ndarray) -> dict[str, int]:
+    return {name: int(np.sum(labels == i)) for i, name in enumerate(LABELS)}
+
+
+def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
+    """A bar chart of images per class in each list, as DIGITS shows for a new dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    x = np.arange(len(LABELS))
+    width = 0.8 / len(counts)
+    for k, (name, per_class) in enumerate(counts.items()):
+        bars = ax.bar(
+            x + (k - (len(counts) - 1) / 2) * width,
+            [per_class[c] for c in LABELS],
+            width,
+            label=f"{name} ({sum(per_class.values())})",
+        )
+        ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(x, LABELS)
+    ax.set_ylabel("images")
+    ax.set_title("Images per class")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def make_lists(
+    data_dir: str | Path, *, out: str | Path, settings: ListSettings = ListSettings()
+) -> dict:
+    """Write train.txt, val.txt, [test.txt], labels.txt, class_histogram.png and lists.json.
+
+    Returns the content of lists.json.
+    """
+    data_dir, out = Path(data_dir).resolve(), Path(out).resolve()
+    csv_path = data_dir / "train.csv"
+    clips = read_train_csv(csv_path)
+    for clip in clips:
+        if not (data_dir / "train" / clip.name).is_file():
+            raise UpcallError(
+                f"{csv_path}:{clip.line}: clip {clip.name} not found in {data_dir / 'train'}"
+            )
+    tests = _test_clips(data_dir) if settings.test else []
+    pngs = [Path("train", clip.name).with_suffix(".png") for clip in clips]
+    pngs += [Path("test", t.name).with_suffix(".png") for t in tests]
+    root, spec_info = _spectrograms(data_dir, settings)
+
+    labels = np.array([clip.label for clip in clips])
+    split_seq, balance_seq = np.random.SeedSequence(settings.seed).spawn(2)
+    train_idx, val_idx = split_indices(
+        labels,
+        val_fraction=settings.val_fraction,
+        split=settings.split,
+        rng=np.random.default_rng(split_seq),
+    )
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UpcallError(
+            f"{csv_path}: {len(clips)} clips with --val-fraction {settings.val_fraction} "
+            "leave an empty training or validation list"
+        )
+    train_idx = balance_indices(
+        train_idx, labels, balance=settings.balance, rng=np.random.default_rng(balance_seq)
+    )
+
+    def lines(idx: np.ndarray) -> str:
+        return "".join(f"{root / pngs[i]} {labels[i]}\n" for i in idx)
+
+    counts = {"train": _counts(labels[train_idx]), "val": _counts(labels[val_idx])}
+    (out / "lists.json").unlink(missing_ok=True)  # until rewritten, the files below are partial
+    atomic_write_text(out / "train.txt", lines(train_idx))
+    atomic_write_text(out / "val.txt", lines(val_idx))
+    if tests:
+        atomic_write_text(out / "test.txt", "".join(f"{root / p} 0\n" for p in pngs[len(clips) :]))
+    atomic_write_text(out / "labels.txt", "".join(f"{name}\n" for name in LABELS))
+    write_histogram(out / "class_histogram.png", counts)
+    info = {
+        "data_dir": str(data_dir),
+        "spectrogram_root": str(root),
+        "spectrograms": spec_info,
+        "split": settings.split,
+        "val_fraction": settings.val_fraction,
+        "balance": settings.balance,
+        "seed": settings.seed,
+        "counts": counts,
+        "test_images": len(tests),
+        "labels": list(LABELS),
+    }
+    # lists.json last: its presence means the other files are complete.
+    atomic_write_text(out / "lists.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class names from a DIGITS labels.txt, one a line (a name may contain spaces)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise UpcallError(f"{path}: no labels")
+    return names
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data_dir", type=Path, help="Kaggle-layout directory with train.csv, train/, test/"
+    )
+    parser.add_argument("--out", type=Path, help="where the lists go (default: DATA_DIR/lists)")
+    d = ListSettings()
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="fraction of train.csv held out for validation (default 0.1)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=d.split,
+        help="random: seeded, stratified by class; ordered: first rows train, last rows "
+        "validate, as the tutorial's commands do",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=BALANCES,
+        default=d.balance,
+        help="rebalance the training list only (default none)",
+    )
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split and balancing")
+    parser.add_argument(
+        "--test", action="store_true", help="also write test.txt from DATA_DIR/test"
+    )
+    parser.add_argument(
+        "--spectrogram-root",
+        type=Path,
+        help="where the spectrogram PNGs are or go (default: DATA_DIR)",
+    )
+    parser.add_argument(
+        "--mode", help="spectrogram mode for missing PNGs (default: the root's, else tutorial)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ListSettings(
+        val_fraction=args.val_fraction,
+        split=args.split,
+        balance=args.balance,
+        seed=args.seed,
+        test=args.test,
+        spectrogram_root=args.spectrogram_root,
+        mode=args.mode,
+    )
+    out = args.out or args.data_dir / "lists"
+    info = make_lists(args.data_dir, out=out, settings=settings)
+    print(f"{'list':<6}" + "".join(f"{name:>11}" for name in LABELS) + f"{'total':>9}")
+    for name, per_class in info["counts"].items():
+        print(
+            f"{name:<6}"
+            + "".join(f"{per_class[c]:>11}" for c in LABELS)
+            + f"{sum(per_class.values()):>9}"
+        )
+    if info["test_images"]:
+        print(f"{'test':<6}{info['test_images']:>31}")
+    print(f"wrote {Path(out) / 'lists.json'} ({settings.split} split, seed {settings.seed})")
+    return 0

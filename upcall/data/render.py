@@ -1,0 +1,271 @@
+"""``upcall spectrograms``: a PNG for every clip of a Kaggle-layout data directory.
+
+DATA/train/trainK.aiff → ROOT/train/trainK.png (and test/ alike), with ROOT/spectrograms.json
+holding the settings (ARCHITECTURE.md §2). ROOT defaults to DATA, as the tutorial wrote PNGs
+beside the clips. A PNG newer than its clip, made with the same settings, is kept, so an
+interrupted run resumes; a change of mode or settings remakes them all. All cores work on
+chunks of clips, with one batched FFT per chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from upcall.audio.clip import AUDIO_SUFFIXES, FITS, check_fit, read_clip
+from upcall.data.spectrogram import (
+    MODES,
+    as_full_scale,
+    compute_batch,
+    get_mode,
+    mode_settings,
+    write_png,
+)
+from upcall.errors import BatchReport, UpcallError
+from upcall.fsutil import atomic_write_text
+from upcall.parallel import check_workers, default_workers, map_chunks
+
+HELP = "Make an 8-bit spectrogram PNG (129 × 30) of every clip in DATA/train and DATA/test."
+
+SPLITS = ("train", "test")
+SETTINGS_FILE = "spectrograms.json"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How clips that are not 2 s, 2000 Hz mono are made to fit (see upcall.audio.clip.read_clip)."""
+
+    resample: bool = False
+    mixdown: bool = False
+    fit: str = "strict"
+
+
+def find_clips(data_dir: Path) -> list[Path]:
+    """Audio files directly in DATA/train and DATA/test, in natural order (train2 < train10)."""
+    if not data_dir.is_dir():
+        raise UpcallError(f"{data_dir}: no such data directory")
+    folders = [data_dir / s for s in SPLITS if (data_dir / s).is_dir()]
+    if not folders:
+        raise UpcallError(
+            f"{data_dir}: has no train/ or test/ folder (expected the Kaggle "
+            "layout DATA/train/trainK.aiff)"
+        )
+    clips = [
+        p
+        for folder in folders
+        for p in sorted(folder.iterdir(), key=_natural_key)
+        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    if not clips:
+        raise UpcallError(
+            f"{data_dir}: no audio clips ({', '.join(AUDIO_SUFFIXES)}) in "
+            f"{' or '.join(f.name + '/' for f in folders)}"
+        )
+    return clips
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def png_path(clip: Path, *, data_dir: Path, root: Path) -> Path:
+    """ROOT/<split>/<stem>.png for DATA/<split>/<stem>.<ext>."""
+    return root / clip.parent.relative_to(data_dir) / (clip.stem + ".png")
+
+
+def settings_for(data_dir: Path, *, mode: str, read: ReadOptions) -> dict:
+    """The contents of spectrograms.json: mode settings, the data directory and read options."""
+    settings = {**mode_settings(mode), "data_dir": str(data_dir), **asdict(read)}
+    return json.loads(json.dumps(settings))  # tuples → lists, as a reread file has them
+
+
+def _start(root: Path, settings: dict, pngs: Sequence[Path]) -> None:
+    """Make ROOT's PNGs answer to ``settings``: if the recorded settings differ, remove the old
+    PNGs before recording the new settings, so a PNG under a settings file was made with them.
+    Also removes temporaries of workers killed mid-write (a Ctrl-C terminates the pool)."""
+    for split in SPLITS:
+        for tmp in (root / split).glob(".*.tmp.png"):
+            tmp.unlink(missing_ok=True)
+    meta = root / SETTINGS_FILE
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if old == settings:
+        return
+    meta.unlink(missing_ok=True)  # first, so a reset cut short is redone on the next run
+    for png in pngs:
+        png.unlink(missing_ok=True)
+    atomic_write_text(meta, json.dumps(settings, indent=2) + "\n")
+
+
+def _up_to_date(clip: Path, png: Path) -> bool:
+    try:
+        return png.stat().st_mtime_ns >= clip.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
+def _convert(
+    items: Sequence[tuple[Path, Path]], *, mode: str, read: ReadOptions
+) -> list[str | None]:
+    """Worker: read a chunk of clips, one batched spectrogram, write the PNGs.
+
+    Returns, per item, None or the problem (a bad clip's stale PNG is removed).
+    """
+    problems: list[str | None] = [None] * len(items)
+    good, clips = [], []
+    for i, (clip, _) in enumerate(items):
+        try:
+            clips.append(as_full_scale(read_clip(clip, **asdict(read))))
+            good.append(i)
+        except UpcallError as e:
+            problems[i] = str(e).removeprefix(f"{clip}: ")
+    images = compute_batch(np.stack(clips), mode=mode) if clips else []
+    for i, image in zip(good, images, strict=True):
+        try:
+            write_png(items[i][1], image)
+        except OSError as e:
+            problems[i] = f"cannot write {items[i][1]}: {e.strerror or e}"
+    for i, problem in enumerate(problems):
+        if problem is not None:
+            items[i][1].unlink(missing_ok=True)
+    return problems
+
+
+def make(
+    data_dir: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    mode: str = "tutorial",
+    workers: int | None = None,
+    read: ReadOptions = ReadOptions(),
+) -> tuple[Path, int, int]:
+    """Make the missing or stale PNGs; returns (ROOT, made, already up to date).
+
+    Raises BatchFailed, after converting every good clip, if some clips could not be read.
+    """
+    get_mode(mode)
+    check_fit(read.fit)
+    check_workers(workers)
+    data_dir = Path(data_dir).resolve()
+    root = Path(out).resolve() if out is not None else data_dir
+    clips = find_clips(data_dir)
+    pairs = [(clip, png_path(clip, data_dir=data_dir, root=root)) for clip in clips]
+    report = BatchReport("clips")
+    pairs = _drop_name_clashes(pairs, report)
+    _start(root, settings_for(data_dir, mode=mode, read=read), [png for _, png in pairs])
+    todo = [(clip, png) for clip, png in pairs if not _up_to_date(clip, png)]
+    report.ok(len(pairs) - len(todo))
+    workers = workers or default_workers()
+    chunk = min(256, max(32, -(-len(todo) // (4 * workers))))  # ≥ 4 chunks a worker, to balance
+    fn = functools.partial(_convert, mode=mode, read=read)
+    for (clip, _), problem in zip(
+        todo,
+        map_chunks(fn, todo, workers=workers, chunk=chunk, desc="spectrograms", unit="clip"),
+        strict=True,
+    ):
+        report.record(clip, problem)
+    report.finish()
+    return root, len(todo), len(pairs) - len(todo)
+
+
+def _drop_name_clashes(
+    pairs: list[tuple[Path, Path]], report: BatchReport
+) -> list[tuple[Path, Path]]:
+    seen: dict[Path, Path] = {}
+    kept = []
+    for clip, png in pairs:
+        if png in seen:
+            report.fail(clip, f"same name as {seen[png].name}; both would make {png.name}")
+        else:
+            seen[png] = clip
+            kept.append((clip, png))
+    return kept
+
+
+def ensure(
+    data_dir: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    mode: str = "tutorial",
+    workers: int | None = None,
+    read: ReadOptions = ReadOptions(),
+) -> Path:
+    """Make sure every clip of DATA has an up-to-date PNG of ``mode``; returns ROOT.
+
+    Parameters
+    ----------
+    data_dir : Kaggle layout, DATA/train/*.aiff and/or DATA/test/*.aiff (also .aif, .wav, .flac).
+    out : ROOT for the PNGs and spectrograms.json; default DATA (PNGs beside the clips).
+    mode : a name in ``upcall.data.spectrogram.MODES``.
+    workers : processes; default all cores.
+    read : how to fit clips of another rate, channel count or length.
+
+    Raises
+    ------
+    BatchFailed : some clips were bad (each was reported on stderr); the rest were converted.
+    """
+    root, _, _ = make(data_dir, out=out, mode=mode, workers=workers, read=read)
+    return root
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data_dir",
+        type=Path,
+        metavar="DATA_DIR",
+        help="data directory with train/ and/or test/ folders of clips",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default="tutorial",
+        help="tutorial: the DIGITS tutorial's images, pixel for pixel (default); "
+        "enhanced: log power with contrast enhancement, fixed grey scale",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="ROOT",
+        help="write ROOT/train/*.png, ROOT/test/*.png (default: beside the clips)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all cores); the images do not depend on it",
+    )
+    parser.add_argument(
+        "--resample", action="store_true", help="resample clips of another sample rate to 2000 Hz"
+    )
+    parser.add_argument(
+        "--mixdown",
+        action="store_true",
+        help="average the channels of stereo / multi-channel clips",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=FITS,
+        default="strict",
+        help="clips not 2 s long: zero-pad short ones (pad), keep the start of "
+        "long ones (trim), or both (pad-trim); default: reject them",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    read = ReadOptions(resample=args.resample, mixdown=args.mixdown, fit=args.fit)
+    root, made, kept = make(
+        args.data_dir, out=args.out, mode=args.mode, workers=args.workers, read=read
+    )
+    print(f"{made} spectrograms made, {kept} already up to date, in {root} (mode {args.mode})")
+    return 0

@@ -1,0 +1,95 @@
+"""Caffe's loss and accuracy layers: SoftmaxWithLoss (normalisation modes, ignore_label) and
+Accuracy (top_k, ties count as wrong)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from upcall.engines.torch.base import Layer
+from upcall.errors import UpcallError
+from upcall.proto import caffe_pb2
+
+_LOG_FLT_MIN = math.log(1.1754943508222875e-38)  # Caffe clamps probabilities at FLT_MIN
+
+
+def _labels(label: torch.Tensor, scores: torch.Tensor, axis: int) -> torch.Tensor:
+    """Caffe's label blob (any shape with outer×inner elements) as int64 shaped like scores sans axis."""
+    shape = scores.shape[:axis] + scores.shape[axis + 1 :]
+    return label.reshape(shape).long()
+
+
+class SoftmaxWithLoss(Layer):
+    _Norm = caffe_pb2.LossParameter.NormalizationMode
+
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+        p = lp.loss_param
+        self.axis = lp.softmax_param.axis % len(shapes[0])
+        self.ignore = p.ignore_label if p.HasField("ignore_label") else None
+        norm = p.normalization
+        if p.HasField("normalize"):  # the deprecated bool wins when present, as in Caffe
+            norm = self._Norm.VALID if p.normalize else self._Norm.BATCH_SIZE
+        self.norm = norm
+        self.outer = math.prod(shapes[0][: self.axis])
+        if math.prod(shapes[1]) != math.prod(shapes[0]) // shapes[0][self.axis]:
+            raise UpcallError(
+                f"layer '{lp.name}': {list(shapes[1])} labels do not fit scores {list(shapes[0])}"
+            )
+        self.with_prob = len(lp.top) > 1
+
+    def forward(self, scores, label):
+        label = _labels(label, scores, self.axis)
+        logp = F.log_softmax(scores.float(), dim=self.axis)
+        valid = label != self.ignore if self.ignore is not None else None
+        picked = logp.gather(
+            self.axis, (label.clamp(min=0) if valid is not None else label).unsqueeze(self.axis)
+        )
+        picked = picked.squeeze(self.axis)
+        # Caffe's log(max(p, FLT_MIN)) caps the loss but its gradient is still p - 1: clamp the
+        # value only. Written so that huge logits do not cancel to 0 in float32, as
+        # picked + (clamped - picked).detach() did.
+        picked = picked - picked.detach() + picked.detach().clamp(min=_LOG_FLT_MIN)
+        if valid is not None:
+            picked = picked * valid
+        loss = -picked.sum() / self._normalizer(label, valid)
+        return (loss, logp.exp()) if self.with_prob else loss
+
+    def _normalizer(self, label, valid) -> torch.Tensor | float:
+        if self.norm == self._Norm.VALID and valid is not None:
+            return valid.sum().clamp(min=1)
+        if self.norm in (self._Norm.FULL, self._Norm.VALID):
+            return max(1, label.numel())
+        return max(1, self.outer) if self.norm == self._Norm.BATCH_SIZE else 1.0
+
+
+class Accuracy(Layer):
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+        p = lp.accuracy_param
+        self.axis, self.top_k = p.axis % len(shapes[0]), p.top_k
+        self.ignore = p.ignore_label if p.HasField("ignore_label") else None
+        classes = shapes[0][self.axis]
+        if self.top_k > classes:
+            raise UpcallError(
+                f"layer '{lp.name}': top_k {self.top_k} exceeds the {classes} classes"
+            )
+        if len(lp.top) > 1:
+            raise UpcallError(f"layer '{lp.name}': Accuracy with per-class output is not supported")
+
+    @torch.no_grad()
+    def forward(self, scores, label):
+        label = _labels(label, scores, self.axis).reshape(-1)
+        s = scores.movedim(self.axis, -1).reshape(label.numel(), -1)
+        valid = (
+            label != self.ignore
+            if self.ignore is not None
+            else torch.ones_like(label, dtype=torch.bool)
+        )
+        true = s.gather(1, (label * valid).unsqueeze(1))
+        # Caffe counts every class scoring >= the true class (itself included), so ties lose.
+        better = (s >= true).sum(dim=1) - 1
+        hits = ((better < self.top_k) & valid).sum()
+        return (hits / valid.sum().clamp(min=1)).float()

@@ -1,0 +1,314 @@
+"""``upcall nets``: one Caffe job folder per (network, learning rate), as DIGITS would write it.
+
+Each JOBS/<network>-lr<lr>/ holds solver.prototxt, train_val.prototxt (data sources and mean as
+absolute paths), deploy.prototxt and config.json (ARCHITECTURE.md §5). A network is a registry
+name (``upcall nets --list``) or the path of a user's own DIGITS-style / Caffe train_val prototxt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from upcall import __version__
+from upcall.data.lists import read_labels
+from upcall.errors import BatchReport, UpcallError
+from upcall.fsutil import atomic_dir
+from upcall.model.networks import NETWORKS, get
+from upcall.model.networks.prepare import DataSource, prepare
+from upcall.model.shapes import cost, infer_shapes
+from upcall.model.solver import LR_POLICIES, SOLVER_TYPES, SolverSettings, make_solver, schedule
+from upcall.proto import caffe_pb2, read_text, to_text
+
+HELP = "write Caffe solver/train_val/deploy prototxts per network and learning rate"
+JOB_FILES = ("solver.prototxt", "train_val.prototxt", "deploy.prototxt", "config.json")
+
+# The whale tutorial's dataset: 27,000 / 3,000 images (first / last rows of train.csv).
+TUTORIAL_COUNTS = {
+    "train": {"not-whale": 20307, "whale": 6693},
+    "val": {"not-whale": 2666, "whale": 334},
+}
+TUTORIAL_LRS = (0.001, 0.005, 0.01, 0.05)
+TUTORIAL_NETWORKS = ("alexnet", "googlenet", "whalenet")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a job needs from DATASET/dataset.json; ``path`` is written into the prototxts."""
+
+    path: str
+    height: int
+    width: int
+    channels: int
+    train_count: int
+    val_count: int
+    labels: tuple[str, ...]
+    size: str  # "256x256" or "native"
+    info: dict = field(default_factory=dict, compare=False)  # dataset.json as read
+
+    def source(self) -> DataSource:
+        return DataSource(
+            train_db=f"{self.path}/train_db",
+            val_db=f"{self.path}/val_db",
+            mean_file=f"{self.path}/mean.binaryproto",
+            channels=self.channels,
+            height=self.height,
+            width=self.width,
+            num_classes=len(self.labels),
+            description=f"{self.height}×{self.width} ({self.size})",
+        )
+
+
+def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
+    """Read DATASET/dataset.json (ARCHITECTURE.md §4), checking the LMDBs and mean it names."""
+    folder = Path(folder).resolve()
+    path = folder / "dataset.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        image, counts = info["image"], info["counts"]
+        ds = DatasetInfo(
+            str(folder),
+            int(image["height"]),
+            int(image["width"]),
+            int(image["channels"]),
+            _count(counts["train"]),
+            _count(counts["val"]),
+            tuple(info.get("labels") or read_labels(Path(folder) / "labels.txt")),
+            str(info["size"]),
+            info,
+        )
+    except FileNotFoundError:
+        raise UpcallError(
+            f"{path}: not found; is {folder} a dataset made by `upcall lmdb`?"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UpcallError(f"{path}: not a valid dataset.json ({type(e).__name__}: {e})") from None
+    for part in ("train_db", "val_db", "mean.binaryproto"):
+        if not (folder / part).exists():
+            raise UpcallError(f"{folder / part}: missing; rebuild the dataset with `upcall lmdb`")
+    return ds
+
+
+def _count(value) -> int:
+    return sum(value.values()) if isinstance(value, dict) else int(value)
+
+
+def tutorial_dataset(size: str, path: str) -> DatasetInfo:
+    """The tutorial's 27,000/3,000-image dataset at "256x256" or "native" (129×30) size."""
+    h, w = (256, 256) if size == "256x256" else (129, 30)
+    info = {
+        "image": {"height": h, "width": w, "channels": 1},
+        "size": size,
+        "counts": TUTORIAL_COUNTS,
+        "labels": ["not-whale", "whale"],
+        "tutorial": True,
+    }
+    return DatasetInfo(path, h, w, 1, 27000, 3000, ("not-whale", "whale"), size, info)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # folder name: <network>-lr<lr>
+    files: dict[str, str]  # file name → text
+
+
+def load_network(spec: str) -> tuple[str, caffe_pb2.NetParameter, dict]:
+    """``(name, DIGITS-style network, how it was made)`` for a registry name or a prototxt path.
+
+    A prototxt's job name is its ``name:`` when that is a plain word, else its file stem.
+    """
+    if spec in NETWORKS or not (spec.endswith(".prototxt") or Path(spec).is_file()):
+        n = get(spec)
+        return (
+            n.name,
+            n.build(),
+            {"registry": n.name, "options": dict(n.options), "native_only": n.native_only},
+        )
+    path = Path(spec).resolve()
+    net = read_text(path, caffe_pb2.NetParameter())
+    name = net.name if re.fullmatch(r"[\w.-]+", net.name) else path.stem
+    return name.lower(), net, {"prototxt": str(path)}
+
+
+def make_job(
+    spec: str, dataset: DatasetInfo, settings: SolverSettings, *, batch_size: int | None = None
+) -> Job:
+    """All files of one job: network ``spec`` on ``dataset`` with ``settings``."""
+    name, network, origin = load_network(spec)
+    where = spec if "prototxt" in origin else name
+    if origin.get("native_only") and dataset.size != "native":
+        raise UpcallError(
+            f"{name} is designed for the native spectrogram; this dataset is "
+            f"{dataset.height}×{dataset.width} ({dataset.size}): rebuild it with "
+            f"`upcall lmdb LISTS --size native`"
+        )
+    train_val, deploy = prepare(network, dataset.source(), batch_size=batch_size, where=where)
+    batches = {
+        x.include[0].phase: x.data_param.batch_size for x in train_val.layer if x.type == "Data"
+    }
+    sizes = dict(
+        train_count=dataset.train_count,
+        val_count=dataset.val_count,
+        batch_size=batches[caffe_pb2.TRAIN],
+        val_batch_size=batches[caffe_pb2.TEST],
+    )
+    solver = make_solver(settings, **sizes)
+    macs, params = cost(deploy, infer_shapes(deploy, {}))
+    config = {
+        "network": name,
+        "network_source": origin,
+        "base_lr": settings.base_lr,
+        "epochs": settings.epochs,
+        "batch_size": sizes["batch_size"],
+        "val_batch_size": sizes["val_batch_size"],
+        "dataset": dataset.path,
+        "dataset_info": dataset.info,
+        "solver": asdict(settings),
+        "schedule": asdict(schedule(settings, **sizes)),
+        "seed": settings.seed,
+        "deploy_input": list(deploy.layer[0].input_param.shape[0].dim),
+        "multiply_adds_per_image": macs,
+        "parameters": params,
+        "upcall_version": __version__,
+    }
+    files = {
+        "solver.prototxt": to_text(solver),
+        "train_val.prototxt": to_text(train_val),
+        "deploy.prototxt": to_text(deploy),
+        "config.json": json.dumps(config, indent=2) + "\n",
+    }
+    return Job(f"{name}-lr{settings.base_lr:g}", files)
+
+
+def make_jobs(
+    specs: Sequence[str],
+    dataset: DatasetInfo,
+    base: SolverSettings,
+    lrs: Sequence[float],
+    *,
+    report: BatchReport,
+    batch_size: int | None = None,
+) -> list[Job]:
+    """Every (network, rate) job; a network that does not fit the dataset is reported once (not
+    once per rate) and left out."""
+    jobs = []
+    for spec in specs:
+        try:
+            jobs += [
+                make_job(spec, dataset, replace(base, base_lr=lr), batch_size=batch_size)
+                for lr in lrs
+            ]
+        except UpcallError as e:
+            report.fail(spec, str(e))
+    return jobs
+
+
+def write_job(job: Job, out: Path) -> Path:
+    """Write ``job`` under ``out`` all at once; never over a job that has training results."""
+    folder = out / job.name
+    if folder.exists():
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in JOB_FILES)
+        if extra:
+            raise UpcallError(
+                f"{folder}: already has training results ({extra[0]}, ...); "
+                f"write to another --out or remove it"
+            )
+    with atomic_dir(folder) as tmp:
+        for fname, text in job.files.items():
+            (tmp / fname).write_text(text, encoding="utf-8")
+    return folder
+
+
+def write_tutorial(out: str | os.PathLike) -> list[Path]:
+    """The tutorial's jobs (3 networks × 4 rates, 5 epochs) with paths relative to each job:
+    ../whale_256 for AlexNet and GoogLeNet, ../whale_native for WhaleNet (prototxt/README.md)."""
+    out = Path(out)
+    written = []
+    for name in TUTORIAL_NETWORKS:
+        native = get(name).native_only
+        dataset = tutorial_dataset(
+            "native" if native else "256x256", "../whale_native" if native else "../whale_256"
+        )
+        for lr in TUTORIAL_LRS:
+            written.append(
+                write_job(make_job(name, dataset, SolverSettings(base_lr=lr, epochs=5)), out)
+            )
+    return written
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    d = SolverSettings()
+    parser.add_argument("--dataset", help="dataset folder made by `upcall lmdb`")
+    parser.add_argument(
+        "--networks",
+        "--network",
+        default="alexnet",
+        help="comma-separated registry names or train_val .prototxt paths "
+        f"({', '.join(NETWORKS)}; default alexnet)",
+    )
+    parser.add_argument("--lr", default="0.01", help="comma-separated base learning rates")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, help="override the networks' batch sizes")
+    parser.add_argument("--solver-type", choices=SOLVER_TYPES, default=d.solver_type)
+    parser.add_argument("--lr-policy", choices=LR_POLICIES, default=d.lr_policy)
+    parser.add_argument("--seed", type=int, help="Caffe random_seed (default: Caffe's choice)")
+    parser.add_argument("--gpu", action="store_true", help="solver_mode GPU (default CPU)")
+    parser.add_argument("--out", help="folder for the job folders")
+    parser.add_argument(
+        "--list", action="store_true", help="list the known networks with their cost, and exit"
+    )
+
+
+def parse_lrs(text: str) -> list[float]:
+    try:
+        lrs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UpcallError(f"--lr must be comma-separated numbers, not {text!r}") from None
+    if not lrs or any(lr <= 0 for lr in lrs):
+        raise UpcallError(f"--lr needs positive learning rates, got {text!r}")
+    return lrs
+
+
+def _print_list() -> None:
+    for name, n in NETWORKS.items():
+        ds = tutorial_dataset("native" if n.native_only else "256x256", "DATASET")
+        deploy = prepare(n.build(), ds.source(), where=name)[1]
+        macs, params = cost(deploy, infer_shapes(deploy, {}))
+        dims = "×".join(str(d) for d in deploy.layer[0].input_param.shape[0].dim[1:])
+        print(
+            f"{name:15s} input {dims:10s} {macs / 1e6:8.1f} M mult-adds "
+            f"{params / 1e6:7.3f} M params  {n.description}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        _print_list()
+        return 0
+    if not args.dataset or not args.out:
+        raise UpcallError("--dataset and --out are required (or use --list)")
+    dataset = load_dataset(args.dataset)
+    lrs = parse_lrs(args.lr)
+    base = SolverSettings(
+        epochs=args.epochs,
+        solver_type=args.solver_type,
+        lr_policy=args.lr_policy,
+        seed=args.seed,
+        gpu=args.gpu,
+    )
+    report = BatchReport("jobs")
+    out = Path(args.out).resolve()
+    specs = [s.strip() for s in args.networks.split(",") if s.strip()]
+    for job in make_jobs(specs, dataset, base, lrs, report=report, batch_size=args.batch_size):
+        try:
+            print(write_job(job, out))
+            report.ok()
+        except UpcallError as e:
+            report.fail(job.name, str(e))
+    report.finish()
+    return 0

@@ -1,0 +1,221 @@
+"""``upcall report JOBS_DIR...``: compare trained jobs (the tutorial's step 7, "compare the models").
+
+Reads only the job directory format (summary.json, metrics.jsonl, config.json), so jobs from any
+engine compare side by side. Writes a table (stdout, report.csv, report.md) and comparison.png
+(validation AUC and loss against epoch, one line per job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from upcall.errors import BatchReport, UpcallError
+from upcall.fsutil import atomic_path, atomic_write_text, read_json
+from upcall.results.jobdir import SUMMARY, read_metrics, read_summary, scale_loss_axis
+
+HELP = "compare trained jobs: a table of final/best validation results and a comparison plot"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One job in the comparison table."""
+
+    job: str
+    network: str
+    engine: str
+    base_lr: float | None
+    epochs: float
+    final_accuracy: float | None
+    final_auc: float | None
+    final_loss: float | None
+    best_accuracy: float | None
+    best_auc: float | None
+    best_loss: float | None
+    images_per_second: float | None
+    wall_seconds: float
+
+
+def find_jobs(paths: list[Path]) -> list[Path]:
+    """Job directories named directly, or one level below a named directory, in name order."""
+    jobs = []
+    for path in paths:
+        if not path.is_dir():
+            raise UpcallError(f"{path}: not a directory")
+        if _is_job(path):
+            jobs.append(path)
+        else:
+            found = sorted(p for p in path.iterdir() if p.is_dir() and _is_job(p))
+            if not found:
+                raise UpcallError(
+                    f"{path}: holds no job directories (no solver.prototxt or "
+                    f"{SUMMARY} in it or its sub-directories)"
+                )
+            jobs.extend(found)
+    return jobs
+
+
+def _is_job(path: Path) -> bool:
+    return (path / SUMMARY).exists() or (path / "solver.prototxt").exists()
+
+
+def job_row(job: Path) -> Row:
+    """The table row of one trained job."""
+    summary = read_summary(job)
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    return Row(
+        job=job.name,
+        network=summary["network"],
+        engine=summary["engine"],
+        base_lr=_base_lr(job),
+        epochs=summary["epochs"],
+        final_accuracy=final.get("val_accuracy"),
+        final_auc=final.get("val_auc"),
+        final_loss=final.get("val_loss"),
+        best_accuracy=best.get("val_accuracy"),
+        best_auc=best.get("val_auc"),
+        best_loss=best.get("val_loss"),
+        images_per_second=summary.get("train_images_per_second"),
+        wall_seconds=summary["wall_seconds"],
+    )
+
+
+def _base_lr(job: Path) -> float | None:
+    config = read_json(job / "config.json")
+    if config is not None:
+        return config.get("base_lr")
+    solver = job / "solver.prototxt"
+    if solver.exists():
+        from upcall.proto import caffe_pb2, read_text
+
+        return read_text(solver, caffe_pb2.SolverParameter()).base_lr
+    return None
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+COLUMNS = (
+    "job",
+    "network",
+    "engine",
+    "base_lr",
+    "epochs",
+    "final_accuracy",
+    "final_auc",
+    "final_loss",
+    "best_accuracy",
+    "best_auc",
+    "best_loss",
+    "images_per_second",
+    "wall_seconds",
+)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(getattr(r, c)) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def text_table(rows: list[Row]) -> str:
+    cells = [list(COLUMNS)] + [[_fmt(getattr(r, c)) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return (
+        "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells
+        )
+        + "\n"
+    )
+
+
+def csv_table(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return buf.getvalue()
+
+
+def plot_comparison(jobs: list[Path], out: Path) -> None:
+    """Validation AUC (left) and validation loss (right) against epoch, one line per job."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
+    all_tests = []
+    for job in jobs:
+        tests = [r for r in read_metrics(job) if r["kind"] == "test"]
+        all_tests += tests
+        epochs = [r["epoch"] for r in tests]
+        ax_auc.plot(epochs, [r["val_auc"] for r in tests], marker=".", label=job.name)
+        ax_loss.plot(epochs, [r["val_loss"] for r in tests], marker=".", label=job.name)
+    ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
+    scale_loss_axis(ax_loss, [], all_tests)
+    ax_auc.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def make_report(paths: list[Path], *, out: Path) -> list[Row]:
+    """Write report.csv, report.md and comparison.png for every trained job under ``paths``.
+
+    Untrained jobs are reported one per line and skipped; the rest still make the report, then
+    BatchFailed is raised.
+    """
+    batch = BatchReport("jobs")
+    rows, trained = [], []
+    for job in find_jobs(paths):
+        try:
+            rows.append(job_row(job))
+            trained.append(job)
+            batch.ok()
+        except (UpcallError, KeyError) as e:
+            batch.fail(job, str(e) if isinstance(e, UpcallError) else f"summary.json lacks {e}")
+    if rows:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "report.csv", csv_table(rows))
+        atomic_write_text(out / "report.md", markdown_table(rows))
+        plot_comparison(trained, out / "comparison.png")
+        print(text_table(rows), end="")
+        print(f"written: {out / 'report.csv'}, {out / 'report.md'}, {out / 'comparison.png'}")
+    batch.finish()
+    return rows
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "jobs",
+        nargs="+",
+        type=Path,
+        metavar="JOBS_DIR",
+        help="job directories, or directories holding them",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where report.csv/.md and comparison.png go (default: the first "
+        "JOBS_DIR, or its parent when it is a job itself)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    first = args.jobs[0]
+    out = args.out or (first.parent if _is_job(first) else first)
+    make_report(args.jobs, out=out)
+    return 0

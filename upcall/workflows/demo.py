@@ -1,0 +1,140 @@
+"""``upcall demo OUT``: the whole workflow on synthetic data, start to finish (``make demo``).
+
+synthetic clips → spectrograms → lists → LMDB → WhaleNet job → training (torch engine) → report.
+Each step is skipped when its output is already there, so rerunning after an interruption
+continues where it stopped (training resumes from its latest snapshot). OUT/demo.json records the
+settings; a rerun with other settings is refused rather than reporting the old results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from upcall.errors import UpcallError
+from upcall.fsutil import atomic_write_text, read_json
+
+HELP = "run the whole workflow on synthetic data: clips → spectrograms → LMDB → WhaleNet → report"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sized to finish in minutes on two CPU cores (see README for the measured time)."""
+
+    n_train: int = 10000  # clips; 10 % of them become the validation set
+    epochs: int = 5
+    seed: int = 0
+    base_lr: float = 0.01  # the tutorial's baseline rate
+    network: str = "whalenet"  # works on the native 129×30 spectrogram, no resizing
+
+
+def _step(title: str, done: bool) -> bool:
+    print(f"[demo] {title}{' (already done)' if done else ''}", flush=True)
+    return not done
+
+
+def _check_settings(out: Path, settings: DemoSettings) -> None:
+    """Record ``settings`` in OUT/demo.json; refuse an OUT made with other settings, whose
+    finished steps would otherwise be skipped and their old results reported."""
+    path, now = out / "demo.json", asdict(settings)
+    before = read_json(path)
+    if before is not None:
+        changed = [f"{k} {before.get(k)} → {v}" for k, v in now.items() if before.get(k) != v]
+        if changed:
+            raise UpcallError(
+                f"{out}: made by a demo with other settings ({', '.join(changed)}); "
+                "use another OUT or remove it"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(now, indent=2) + "\n")
+
+
+def result_line(summary: dict) -> str:
+    """The last validation figures; AUC is n/a when the validation set had a single class."""
+    final = summary.get("final") or {}
+
+    def fmt(key: str) -> str:
+        value = final.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (
+        f"validation AUC: {fmt('val_auc')} (accuracy {fmt('val_accuracy')}) after "
+        f"{summary['epochs']:.2f} epochs in {summary['wall_seconds']:.0f} s"
+    )
+
+
+def run_demo(
+    out: Path, settings: DemoSettings = DemoSettings(), *, threads: int | None = None
+) -> dict:
+    """Run every step under ``out``; returns the trained job's summary."""
+    from upcall.audio.synth import SynthSettings, synthesize
+    from upcall.data.dataset import DatasetSettings, build_dataset
+    from upcall.data.lists import ListSettings, make_lists
+    from upcall.data.render import ensure
+    from upcall.model.nets import load_dataset, make_job, write_job
+    from upcall.model.solver import SolverSettings
+    from upcall.results.report import make_report
+    from upcall.workflows.sweep import train_pending
+
+    out = Path(out).resolve()
+    _check_settings(out, settings)
+    data, lists, dataset, jobs = out / "data", out / "lists", out / "dataset", out / "jobs"
+    s = settings
+    # synthesize and ensure keep what an earlier run finished, so they always run
+    _step(f"1/7 synthetic clips: {s.n_train} in {data}", False)
+    synthesize(data, SynthSettings(n_train=s.n_train, n_test=0, seed=s.seed))
+    _step(f"2/7 spectrograms (tutorial mode) beside the clips in {data}", False)
+    ensure(data)
+    if _step(f"3/7 train/val lists in {lists}", (lists / "lists.json").exists()):
+        make_lists(data, out=lists, settings=ListSettings(seed=s.seed))
+    if _step(f"4/7 LMDB dataset at native size in {dataset}", (dataset / "dataset.json").exists()):
+        build_dataset(lists, out=dataset, settings=DatasetSettings(size=None, seed=s.seed))
+    solver = SolverSettings(base_lr=s.base_lr, epochs=s.epochs, seed=s.seed)
+    job = make_job(s.network, load_dataset(dataset), solver)
+    folder = jobs / job.name
+    if _step(f"5/7 {s.network} job in {folder}", (folder / "solver.prototxt").exists()):
+        write_job(job, jobs)
+    summary_path = folder / "summary.json"
+    if _step(
+        f"6/7 training {s.network} for {s.epochs} epochs (torch engine)", summary_path.exists()
+    ):
+        train_pending(folder, threads=threads)
+    _step(f"7/7 model comparison in {out}", False)
+    make_report([jobs], out=out)
+    from upcall.results.jobdir import read_summary
+
+    return read_summary(folder)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    d = DemoSettings()
+    parser.add_argument(
+        "out", type=Path, metavar="OUT", help="folder for everything the demo makes"
+    )
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=d.n_train,
+        help=f"synthetic training clips (default {d.n_train})",
+    )
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n_train < 20 or args.epochs < 1:
+        raise UpcallError(
+            f"--n-train must be at least 20 and --epochs at least 1 "
+            f"(got {args.n_train}, {args.epochs})"
+        )
+    settings = DemoSettings(n_train=args.n_train, epochs=args.epochs, seed=args.seed)
+    summary = run_demo(args.out, settings, threads=args.threads)
+    job = args.out.resolve() / "jobs" / f"{settings.network}-lr{settings.base_lr:g}"
+    print(f"\ncurves:         {job / 'curves.png'}")
+    print(f"report:         {args.out.resolve() / 'report.md'}")
+    print(result_line(summary))
+    return 0
