@@ -8,8 +8,6 @@ import torch
 from google.protobuf import text_format
 
 from upcall.engines.torch.caffemodel import (
-    array_to_blob,
-    blob_to_array,
     load_caffemodel,
     net_to_proto,
     read_solverstate,
@@ -19,7 +17,7 @@ from upcall.engines.torch.caffemodel import (
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.solver import SolverSnapshot
 from upcall.errors import UpcallError
-from upcall.proto import caffe_pb2
+from upcall.proto import array_to_blob, blob_to_array, caffe_pb2
 
 NET = """
 name: "io"

@@ -182,7 +182,7 @@ def test_read_mean_accepts_shape_dims_and_names_bad_files(tmp_path):
     np.testing.assert_array_equal(read_mean(tmp_path / "m.binaryproto"), [[[1, 2, 3], [4, 5, 6]]])
     bad = caffe_pb2.BlobProto(num=1, channels=1, height=2, width=2, data=[1.0])
     (tmp_path / "bad.binaryproto").write_bytes(bad.SerializeToString())
-    with pytest.raises(UpcallError, match=r"bad\.binaryproto: mean blob holds 1 values"):
+    with pytest.raises(UpcallError, match=r"bad\.binaryproto: blob of shape \[1, 1, 2, 2\] holds 1 values"):
         read_mean(tmp_path / "bad.binaryproto")
 
 

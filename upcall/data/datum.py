@@ -25,7 +25,7 @@ from PIL import Image
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_bytes
 from upcall.parallel import map_chunks
-from upcall.proto import caffe_pb2, read_binary
+from upcall.proto import array_to_blob, blob_to_array, caffe_pb2, read_binary, varint
 
 ENCODINGS = ("png", "none")
 # Below this many encoded records, starting processes costs more than decoding in parallel saves.
@@ -75,23 +75,13 @@ def encode_png(image: np.ndarray) -> bytes:
     )
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # a negative int32 is sent as its 64-bit two's complement
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _datum_bytes(
     c: int, h: int, w: int, data: bytes | memoryview, label: int, encoded: bool
 ) -> bytes:
     """The wire bytes protobuf writes for this Datum (fields in number order, all set ones
     present), written directly so a 64 KB raw image is copied once rather than three times."""
-    head = b"\x08%s\x10%s\x18%s\x22%s" % (_varint(c), _varint(h), _varint(w), _varint(len(data)))
-    tail = b"\x28" + _varint(label) + (b"\x38\x01" if encoded else b"")
+    head = b"\x08%s\x10%s\x18%s\x22%s" % (varint(c), varint(h), varint(w), varint(len(data)))
+    tail = b"\x28" + varint(label) + (b"\x38\x01" if encoded else b"")
     return b"".join((head, data, tail))
 
 
@@ -235,27 +225,16 @@ def write_mean(path: str | os.PathLike, mean: np.ndarray) -> None:
     chw = mean[None] if mean.ndim == 2 else mean
     if chw.ndim != 3:
         raise ValueError(f"mean must be (H, W) or (C, H, W), got shape {mean.shape}")
-    c, h, w = chw.shape
-    blob = caffe_pb2.BlobProto(num=1, channels=c, height=h, width=w)
-    blob.data.extend(chw.ravel().tolist())
+    blob = array_to_blob(chw, legacy_4d=True)
     atomic_write_bytes(path, blob.SerializeToString())
 
 
 def read_mean(path: str | os.PathLike) -> np.ndarray:
     """Read a mean.binaryproto (legacy num/channels/height/width or shape.dim) as float32 (C, H, W)."""
     blob = read_binary(path, caffe_pb2.BlobProto())
-    if blob.HasField("shape"):
-        dims = list(blob.shape.dim)
-    else:
-        dims = [blob.num, blob.channels, blob.height, blob.width]
-    if len(dims) == 4 and dims[0] == 1:
-        dims = dims[1:]
-    if len(dims) != 3 or min(dims) <= 0:
-        raise UpcallError(f"{path}: mean blob has shape {dims}, expected (1, C, H, W)")
-    data = np.asarray(blob.data if blob.data else blob.double_data, dtype=np.float32)
-    if data.size != dims[0] * dims[1] * dims[2]:
-        raise UpcallError(
-            f"{path}: mean blob holds {data.size} values, its shape {dims} needs "
-            f"{dims[0] * dims[1] * dims[2]}"
-        )
-    return data.reshape(dims)
+    data = blob_to_array(blob, where=str(path))
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3 or min(data.shape) <= 0:
+        raise UpcallError(f"{path}: mean blob has shape {list(data.shape)}, expected (1, C, H, W)")
+    return data

@@ -8,51 +8,15 @@ blob in net order (two for AdaDelta and Adam), and the step counter.
 
 from __future__ import annotations
 
-import math
 import os
 
-import numpy as np
 import torch
 
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.solver import SolverSnapshot
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_bytes
-from upcall.proto import caffe_pb2, read_binary
-
-
-def array_to_blob(array: np.ndarray) -> caffe_pb2.BlobProto:
-    """A BlobProto with ``shape`` and float ``data``, as Caffe's Blob::ToProto writes it."""
-    # Filling the repeated field element by element takes seconds for AlexNet's 60 M weights;
-    # parsing the packed field from its wire bytes (tag, length, little-endian floats) takes ms.
-    payload = np.ascontiguousarray(array, dtype="<f4").tobytes()
-    blob = caffe_pb2.BlobProto.FromString(_varint(_DATA_TAG) + _varint(len(payload)) + payload)
-    blob.shape.dim.extend(array.shape)
-    return blob
-
-
-_DATA_TAG = 5 << 3 | 2  # BlobProto.data = 5, length-delimited (packed)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def blob_to_array(blob: caffe_pb2.BlobProto, *, where: str) -> np.ndarray:
-    """A float32 array from a BlobProto with ``shape`` or the legacy num/channels/height/width."""
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:
-        shape = (blob.num, blob.channels, blob.height, blob.width)
-    values = blob.data if len(blob.data) else blob.double_data
-    if len(values) != math.prod(shape):
-        raise UpcallError(f"{where}: blob of shape {list(shape)} holds {len(values)} values")
-    return np.asarray(values, dtype=np.float32).reshape(shape)
+from upcall.proto import array_to_blob, blob_to_array, caffe_pb2, read_binary
 
 
 def _fits(saved: tuple[int, ...], blob: caffe_pb2.BlobProto, target: tuple[int, ...]) -> bool:
