@@ -18,7 +18,8 @@ import numpy as np
 
 from upcall.data.resize import py2_round
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_path, atomic_write_text, read_json
+from upcall.fsutil import atomic_write_text, read_json
+from upcall.plotting import pyplot, save_png
 
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
 
@@ -169,10 +170,7 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
 
 def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
     """A bar chart of images per class in each list, as DIGITS shows for a new dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     x = np.arange(len(LABELS))
@@ -190,9 +188,7 @@ def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
     ax.set_title("Images per class")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def make_lists(

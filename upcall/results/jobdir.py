@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_path, atomic_write_text, read_json
+from upcall.fsutil import atomic_write_text, read_json
+from upcall.plotting import pyplot, save_png
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
@@ -244,10 +245,7 @@ def scale_loss_axis(ax, train: list[dict], tests: list[dict]) -> None:
 
 def plot_curves(records: list[dict], out: Path, *, title: str = "") -> None:
     """DIGITS-style curves: losses on the left axis, accuracy on the right, lr in a second panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     train = [r for r in records if r["kind"] == "train" and r["loss"] is not None]
     tests = [r for r in records if r["kind"] == "test"]
@@ -291,6 +289,4 @@ def plot_curves(records: list[dict], out: Path, *, title: str = "") -> None:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_png(fig, out, dpi=80)

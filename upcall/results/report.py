@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_path, atomic_write_text, read_json
+from upcall.fsutil import atomic_write_text, read_json
+from upcall.plotting import pyplot, save_png
 from upcall.results.jobdir import SUMMARY, read_metrics, read_summary, scale_loss_axis
 
 HELP = "compare trained jobs: a table of final/best validation results and a comparison plot"
@@ -148,10 +149,7 @@ def csv_table(rows: list[Row]) -> str:
 
 def plot_comparison(jobs: list[Path], out: Path) -> None:
     """Validation AUC (left) and validation loss (right) against epoch, one line per job."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     all_tests = []
@@ -166,9 +164,7 @@ def plot_comparison(jobs: list[Path], out: Path) -> None:
     scale_loss_axis(ax_loss, [], all_tests)
     ax_auc.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_png(fig, out, dpi=80)
 
 
 def make_report(paths: list[Path], *, out: Path) -> list[Row]:

@@ -1,0 +1,28 @@
+"""Figures: the one place that picks matplotlib's file-only backend and saves PNGs atomically."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: str | os.PathLike, **savefig_args) -> None:
+    """Write ``fig`` to ``path`` atomically as PNG, then close it."""
+    from upcall.fsutil import atomic_path
+
+    plt = pyplot()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", **savefig_args)
+    finally:
+        plt.close(fig)
