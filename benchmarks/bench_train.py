@@ -35,6 +35,7 @@ from upcall.engines import get_engine
 from upcall.model.nets import load_dataset, make_job, write_job
 from upcall.model.solver import SolverSettings
 from upcall.proto import caffe_pb2, read_text, to_text
+from upcall.results.records import read_summary
 
 SIZES = {"whalenet": (129, 30), "alexnet": (256, 256)}
 
@@ -81,9 +82,9 @@ def rate(engine: str, job: Path, *, threads: int) -> float:
     run = job.with_name(f"{job.name}-{engine}")
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(job, run)
-    summary = get_engine(engine).train(run, threads=threads)
+    summary = get_engine(engine, threads=threads).train(run)
     shutil.rmtree(run)
-    return float(summary["train_images_per_second"])
+    return float(summary.train_images_per_second)
 
 
 def throughput(work: Path, *, networks: list[str], iters: int, repeats: int, threads: int) -> None:
@@ -116,11 +117,11 @@ def tutorial(work: Path, *, alexnet_iters: int, threads: int) -> None:
 
     started = time.perf_counter()
     summary = run_demo(work / "tutorial", DemoSettings(n_train=30000, epochs=5), threads=threads)
-    final = summary["final"]
+    final = summary.final
     print(
-        f"WhaleNet, 27,000 clips × 5 epochs, {threads} threads: training {summary['wall_seconds']:.0f} s "
-        f"({summary['train_images_per_second']:.0f} img/s), val AUC {final['val_auc']:.4f}, "
-        f"accuracy {final['val_accuracy']:.4f}; whole demo pipeline {time.perf_counter() - started:.0f} s "
+        f"WhaleNet, 27,000 clips × 5 epochs, {threads} threads: training {summary.wall_seconds:.0f} s "
+        f"({summary.train_images_per_second:.0f} img/s), val AUC {final.val_auc:.4f}, "
+        f"accuracy {final.val_accuracy:.4f}; whole demo pipeline {time.perf_counter() - started:.0f} s "
         f"(steps already done are skipped)",
         flush=True,
     )
@@ -138,15 +139,15 @@ def tutorial(work: Path, *, alexnet_iters: int, threads: int) -> None:
         solver.test_interval = solver.max_iter  # one validation, at the cap
         (folder / "solver.prototxt").write_text(to_text(solver))
         (folder / "full_max_iter.txt").write_text(f"{full}\n")
-        get_engine("torch").train(folder, threads=threads)
+        get_engine("torch", threads=threads).train(folder)
     full = int((folder / "full_max_iter.txt").read_text())
-    s = json.loads((folder / "summary.json").read_text())
-    per_iter = load_batch(folder) / s["train_images_per_second"]
+    s = read_summary(folder)
+    per_iter = load_batch(folder) / s.train_images_per_second
     print(
-        f"AlexNet 256×256, {s['iterations']} of {full} iterations (5 epochs) run, {threads} threads: "
-        f"{s['train_images_per_second']:.1f} img/s → 5 epochs extrapolated to {per_iter * full / 60:.0f} min "
-        f"(training only); val AUC at iteration {s['iterations']}: {s['final']['val_auc']:.4f} "
-        f"(after {s['epochs']:.2f} epochs, not 5)",
+        f"AlexNet 256×256, {s.iterations} of {full} iterations (5 epochs) run, {threads} threads: "
+        f"{s.train_images_per_second:.1f} img/s → 5 epochs extrapolated to {per_iter * full / 60:.0f} min "
+        f"(training only); val AUC at iteration {s.iterations}: {s.final.val_auc:.4f} "
+        f"(after {s.epochs:.2f} epochs, not 5)",
         flush=True,
     )
 

@@ -296,6 +296,7 @@ def test_cli_caffe_bin_option_and_path(own_caffe, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     assert cli("run", "--caffe-bin", str(other), "caffe", "test", "--iterations=2") == 0
     assert capfd.readouterr().out == f"caffe test --iterations=2 in {tmp_path}\n"
-    assert os.environ["UPCALL_CAFFE"] == str(other)
+    # --caffe-bin is passed down, not written into this process's environment
+    assert os.environ["UPCALL_CAFFE"] == str(own_caffe / "caffe")
     assert cli("path") == 0
-    assert capfd.readouterr().out == f"{other}\n"
+    assert capfd.readouterr().out == f"{own_caffe / 'caffe'}\n"

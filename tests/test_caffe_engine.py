@@ -16,9 +16,10 @@ from PIL import Image
 
 from upcall.data.dataset import DatasetSettings, build_dataset
 from upcall.engines import get_engine
-from upcall.engines.caffe.engine import LogState
+from upcall.engines.caffe.log import LogState
 from upcall.errors import UpcallError
 from upcall.results.jobdir import read_metrics, read_summary
+from upcall.results.records import train_records, validation_records
 
 # Real lines of a Caffe 1.0 run (bullseye), including another thread's line inside a test.
 LOG = """\
@@ -125,32 +126,35 @@ def caffe_tests(job: Path) -> dict[int, dict[str, float]]:
     return state.tests
 
 
-def test_engine_trains_with_real_caffe_into_the_shared_format(caffe, dataset, tmp_path):
+def test_engine_trains_with_real_caffe_into_the_shared_format(
+    caffe, dataset, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GLOG_log_prefix", "0")  # the engine sets glog's environment for Caffe
     job = make_job(tmp_path / "job", dataset, max_iter=6)
     summary = get_engine("caffe").train(job)
 
     records = read_metrics(job)
-    train = [r for r in records if r["kind"] == "train"]
-    assert [(r["iter"], r["epoch"], r["lr"]) for r in train] == [
+    train = train_records(records)
+    assert [(r.iter, r.epoch, r.lr) for r in train] == [
         (0, 0.0, 0.01),
         (2, 0.666667, 0.01),
         (4, 1.333333, 0.001),  # step policy: × 0.1 at 4
     ]
     log = (job / "caffe_output.log").read_text()
     displayed = re.findall(r"Iteration (\d+) \(.*\), loss = (\S+)", log)
-    assert [(r["iter"], r["loss"]) for r in train] == [(int(i), float(v)) for i, v in displayed]
-    tests = [r for r in records if r["kind"] == "test"]
-    assert [r["iter"] for r in tests] == [0, 3, 6]
+    assert [(r.iter, r.loss) for r in train] == [(int(i), float(v)) for i, v in displayed]
+    tests = validation_records(records)
+    assert [r.iter for r in tests] == [0, 3, 6]
     # pycaffe's scores of snapshot N (and of the initial weights) give Caffe's own test figures
     for record, (it, caffe_says) in zip(tests, sorted(caffe_tests(job).items()), strict=True):
-        assert record["iter"] == it
-        assert record["val_loss"] == pytest.approx(caffe_says["loss"], rel=1e-4)
-        assert record["val_accuracy"] == pytest.approx(caffe_says["accuracy"], abs=1e-6)
-        assert set(record["recall"]) == {"not-whale", "whale"}
-    assert summary["engine"] == "caffe" and summary["iterations"] == 6
-    assert summary["epochs"] == 2.0  # 6 iterations × batch 4 / 12 training images
-    assert summary["snapshots"] == ["snapshot_iter_3.caffemodel", "snapshot_iter_6.caffemodel"]
-    assert summary["final"] == tests[-1]
+        assert record.iter == it
+        assert record.val_loss == pytest.approx(caffe_says["loss"], rel=1e-4)
+        assert record.val_accuracy == pytest.approx(caffe_says["accuracy"], abs=1e-6)
+        assert set(record.recall) == {"not-whale", "whale"}
+    assert summary.engine == "caffe" and summary.iterations == 6
+    assert summary.epochs == 2.0  # 6 iterations × batch 4 / 12 training images
+    assert summary.snapshots == ("snapshot_iter_3.caffemodel", "snapshot_iter_6.caffemodel")
+    assert summary.final == tests[-1]
     assert read_summary(job) == summary
     assert "solver_mode: CPU" in (job / "caffe_solver.prototxt").read_text()
     assert (job / "curves.png").is_file() and (job / "snapshot_iter_6.solverstate").is_file()
@@ -166,9 +170,9 @@ def test_resume_continues_from_the_last_snapshot(caffe, dataset, tmp_path):
         f"Resuming from {job}/snapshot_iter_3.solverstate" in (job / "caffe_output.log").read_text()
     )
     records = read_metrics(job)
-    assert [r["iter"] for r in records if r["kind"] == "train"] == [0, 2, 4]
-    assert [r["iter"] for r in records if r["kind"] == "test"] == [0, 3, 6]
-    assert summary["resumed_from"] == 3 and summary["iterations"] == 6
+    assert [r.iter for r in train_records(records)] == [0, 2, 4]
+    assert [r.iter for r in validation_records(records)] == [0, 3, 6]
+    assert summary.resumed_from == 3 and summary.iterations == 6
 
 
 def test_interrupt_stops_with_a_snapshot(caffe, dataset, tmp_path):
@@ -198,7 +202,7 @@ def test_errors_are_one_line(caffe, dataset, tmp_path):
     ):
         get_engine("caffe").train(job, resume=True)
     with pytest.raises(UpcallError, match="--gpu 0: the bundled Caffe is Debian's CPU build"):
-        get_engine("caffe").train(job, gpu=0)
+        get_engine("caffe", gpu=0).train(job)
     # A kernel taller than the 129-row images: Caffe's own shape check stops it.
     (job / "train_val.prototxt").write_text(
         TRAIN_VAL.replace("kernel_size: 5", "kernel_size: 200").replace("DS", str(dataset))

@@ -10,12 +10,44 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upcall.data import dataset
-from upcall.data.dataset import DatasetSettings, build_dataset, parse_size
+from upcall.data import dbwriter
+from upcall.data.dataset import (
+    DatasetManifest,
+    DatasetSettings,
+    ImageShape,
+    build_dataset,
+    parse_size,
+)
 from upcall.data.datum import iter_db, load_db, read_mean
 from upcall.data.resize import resize
 from upcall.errors import BatchFailed, UpcallError
 from upcall.proto import caffe_pb2
+
+# lists.json as upcall wrote it before files carried a format (counts of the real lists aside).
+OLD_LISTS_JSON = {
+    "data_dir": "/data",
+    "spectrogram_root": "/data",
+    "spectrograms": {
+        "mode": "tutorial",
+        "nfft": 256,
+        "noverlap": 128,
+        "sample_rate": 2000,
+        "height": 129,
+        "width": 30,
+        "fs": 2.0,
+        "data_dir": "/data",
+        "resample": False,
+        "mixdown": False,
+        "fit": "strict",
+    },
+    "split": "random",
+    "val_fraction": 0.1,
+    "balance": "none",
+    "seed": 0,
+    "counts": {"train": {"not-whale": 6, "whale": 6}, "val": {"not-whale": 2, "whale": 2}},
+    "test_images": 0,
+    "labels": ["not-whale", "whale"],
+}
 
 
 def make_lists(
@@ -33,7 +65,7 @@ def make_lists(
         if n:
             (root / f"{name}.txt").write_text("".join(lines))
     (root / "labels.txt").write_text("not-whale\nwhale\n")
-    (root / "lists.json").write_text(json.dumps({"spectrograms": {"mode": "tutorial"}, "seed": 0}))
+    (root / "lists.json").write_text(json.dumps(OLD_LISTS_JSON))
     return root
 
 
@@ -109,7 +141,8 @@ def test_dataset_json(lists, tmp_path):
         settings=DatasetSettings(size=(64, 32), resize_mode="fill", seed=7, workers=1),
     )
     saved = json.loads((tmp_path / "ds/dataset.json").read_text())
-    assert saved == json.loads(json.dumps(info, default=str))
+    assert saved == info.to_json() and DatasetManifest.read(tmp_path / "ds") == info
+    assert saved["format"] == 1 and saved["settings"]["size"] == [64, 32]
     assert saved["image"] == {"height": 64, "width": 32, "channels": 1}
     assert (saved["size"], saved["resize_mode"], saved["encoding"], saved["seed"]) == (
         "32x64",
@@ -122,7 +155,12 @@ def test_dataset_json(lists, tmp_path):
         "val": {"not-whale": 2, "whale": 2},
     }
     assert saved["test_images"] == 3 and saved["labels"] == ["not-whale", "whale"]
-    assert saved["spectrograms"] == {"mode": "tutorial"} and saved["lists"]["seed"] == 0
+    assert saved["spectrograms"] == {"format": 1, **OLD_LISTS_JSON["spectrograms"]}
+    assert saved["lists"] == {
+        "format": 1,
+        **OLD_LISTS_JSON,
+        "spectrograms": saved["spectrograms"],
+    }
     assert (tmp_path / "ds/labels.txt").read_text() == "not-whale\nwhale\n"
     x, _ = load_db(tmp_path / "ds/train_db")
     assert x.shape == (12, 1, 64, 32)
@@ -130,7 +168,8 @@ def test_dataset_json(lists, tmp_path):
 
 def test_native_png_reuses_the_file_bytes(lists, tmp_path):
     info = build_dataset(lists, out=tmp_path / "ds", settings=DatasetSettings(size=None, workers=1))
-    assert info["size"] == "native" and info["image"] == {"height": 129, "width": 30, "channels": 1}
+    assert info.size == "native" and info.image == ImageShape(129, 30, 1)
+    assert info.resize_mode == "none" and info.native
     files = {
         Path(line.rsplit(" ", 1)[0]).read_bytes()
         for line in (lists / "train.txt").read_text().splitlines()
@@ -175,17 +214,17 @@ def test_interrupted_build_leaves_nothing_and_a_rerun_rebuilds(lists, tmp_path, 
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    real = dataset.array_to_datum
-    monkeypatch.setattr(dataset, "array_to_datum", failing)
+    real = dbwriter.array_to_datum
+    monkeypatch.setattr(dbwriter, "array_to_datum", failing)
     with pytest.raises(RuntimeError, match="injected"):
         build_dataset(lists, out=tmp_path / "ds", settings=DatasetSettings(workers=1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lists"]
-    monkeypatch.setattr(dataset, "array_to_datum", real)
+    monkeypatch.setattr(dbwriter, "array_to_datum", real)
     build_dataset(lists, out=tmp_path / "ds", settings=DatasetSettings(workers=1))
     assert len(records(tmp_path / "ds/train_db")) == 12
     # A failed rebuild keeps the finished dataset as it was.
     before = records(tmp_path / "ds/train_db")
-    monkeypatch.setattr(dataset, "array_to_datum", failing)
+    monkeypatch.setattr(dbwriter, "array_to_datum", failing)
     calls.clear()
     with pytest.raises(RuntimeError):
         build_dataset(lists, out=tmp_path / "ds", settings=DatasetSettings(seed=9, workers=1))
@@ -255,3 +294,54 @@ def test_negative_seed_and_zero_workers_are_refused(lists, tmp_path):
         DatasetSettings(seed=-1)
     with pytest.raises(UpcallError, match=r"^--workers must be at least 1, got 0$"):
         build_dataset(lists, out=tmp_path / "ds", settings=DatasetSettings(workers=0))
+
+
+def _without_format(value):
+    """A file's JSON as written before files carried a format (at every level)."""
+    if isinstance(value, dict):
+        return {k: _without_format(v) for k, v in value.items() if k != "format"}
+    return value
+
+
+def test_files_through_the_real_commands_and_their_readers(tmp_path):
+    from upcall.audio.synth import SynthSettings
+    from upcall.cli import main
+    from upcall.data.lists import ListsManifest
+    from upcall.data.render import SpectrogramSettings
+    from upcall.model.nets import load_dataset
+    from upcall.results.classify import InputSpec
+
+    data, lists, ds = tmp_path / "data", tmp_path / "lists", tmp_path / "ds"
+    assert main(["synth", str(data), "--n-train", "30", "--seed", "2", "--workers", "1"]) == 0
+    assert main(["spectrograms", str(data), "--mode", "enhanced", "--workers", "1"]) == 0
+    assert main(["lists", str(data), "--out", str(lists), "--val-fraction", "0.2"]) == 0
+    assert main(["lmdb", str(lists), "--out", str(ds), "--size", "native", "--workers", "1"]) == 0
+    assert SynthSettings.read(data) == SynthSettings(n_train=30, seed=2)
+    spectrograms = SpectrogramSettings.require(data)
+    listed = ListsManifest.require(lists)
+    manifest = DatasetManifest.require(ds)
+    assert listed.spectrograms == manifest.spectrograms == spectrograms
+    assert manifest.lists == listed and manifest.settings.size is None
+    assert manifest.counts["val"] == listed.counts["val"]
+    assert sum(manifest.counts["train"].values()) + sum(manifest.counts["val"].values()) == 30
+    on_disk = json.loads((ds / "dataset.json").read_text())
+    assert on_disk["lists"]["spectrograms"]["range_db"] == [-5.0, 25.0]
+    assert load_dataset(ds).info == on_disk and load_dataset(ds).val_count == 6
+    spec = InputSpec.from_dataset_info(manifest)
+    assert (spec.height, spec.width, spec.native, spec.spectrogram_mode) == (
+        129,
+        30,
+        True,
+        "enhanced",
+    )
+    # Files written before the format key existed read the same.
+    for path in (ds / "dataset.json", lists / "lists.json", data / "spectrograms.json"):
+        path.write_text(json.dumps(_without_format(json.loads(path.read_text()))))
+    assert DatasetManifest.read(ds) == manifest and ListsManifest.read(lists) == listed
+    assert load_dataset(ds).info == on_disk
+    # A newer one is a one-line error naming the file.
+    (lists / "lists.json").write_text(json.dumps({**listed.to_json(), "format": 2}))
+    with pytest.raises(UpcallError) as e:
+        build_dataset(lists, out=ds, settings=DatasetSettings(size=None, workers=1))
+    assert str(e.value).startswith(f"{lists / 'lists.json'}: lists.json format 2 is not one")
+    assert "\n" not in str(e.value)

@@ -48,7 +48,10 @@ def test_tiny_demo_end_to_end_then_rerun_skips(tmp_path, capsys):
 
 
 def test_result_line_with_an_undefined_auc():
-    summary = {"final": {"val_auc": None, "val_accuracy": 0.75}, "epochs": 1, "wall_seconds": 3}
+    from upcall.results.records import Summary, TestRecord
+
+    final = TestRecord(iter=4, epoch=1.0, val_loss=0.5, val_accuracy=0.75, val_auc=None)
+    summary = Summary("torch", "n", 4, 1.0, 3.0, None, "cpu", 1, None, (), final, None)
     assert demo.result_line(summary) == (
         "validation AUC: n/a (accuracy 0.7500) after 1.00 epochs in 3 s"
     )

@@ -1,4 +1,4 @@
-"""Tests for upcall.results.jobdir: metric maths against sklearn, metrics.jsonl, curves.png, summary.json."""
+"""Tests for upcall.results.jobdir and records: metrics.jsonl, curves.png, summary.json."""
 
 from __future__ import annotations
 
@@ -10,49 +10,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from upcall.errors import UpcallError
-from upcall.results.jobdir import (
-    JobWriter,
-    auc,
-    caffe_correct,
-    evaluate,
-    read_metrics,
-    read_summary,
-)
+from upcall.results.jobdir import JobWriter, read_metrics, read_summary
+from upcall.results.records import Best, Summary, TestRecord, TrainRecord
 
 NAMES = ["not-whale", "whale"]
-
-
-def test_auc_matches_sklearn_with_ties(rng):
-    labels = rng.integers(0, 2, 500)
-    scores = np.round(rng.random(500) + 0.3 * labels, 1)  # rounding makes many ties
-    assert auc(scores, labels == 1) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
-
-
-def test_auc_perfect_inverted_and_undefined():
-    assert auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1], bool)) == 1.0
-    assert auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1], bool)) == 0.0
-    assert auc(np.array([0.5, 0.5]), np.array([0, 1], bool)) == 0.5
-    assert np.isnan(auc(np.array([0.1, 0.2]), np.array([1, 1], bool)))
-
-
-def test_caffe_accuracy_counts_ties_as_wrong():
-    scores = np.array([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
-    labels = np.array([0, 0, 1, 1])
-    assert caffe_correct(scores, labels).tolist() == [True, False, True, False]
-
-
-def test_evaluate_recall_per_class():
-    scores = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
-    labels = np.array([0, 0, 1, 1, 1])
-    m = evaluate(scores, labels, class_names=NAMES)
-    assert m["val_accuracy"] == pytest.approx(3 / 5)
-    assert m["recall"] == {"not-whale": 0.5, "whale": pytest.approx(2 / 3)}
-    assert m["val_auc"] == pytest.approx(roc_auc_score(labels, scores[:, 1]))
-
-
-def test_evaluate_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"do not match"):
-        evaluate(np.zeros((3, 2)), np.zeros(4, int), class_names=NAMES)
 
 
 def test_writer_writes_every_file(tmp_path, rng):
@@ -63,20 +24,29 @@ def test_writer_writes_every_file(tmp_path, rng):
     p = np.clip(0.3 + 0.4 * labels + 0.2 * rng.standard_normal(50), 0, 1)
     rec = w.test(iter=10, epoch=0.5, val_loss=0.35, scores=np.c_[1 - p, p], labels=labels)
     summary = w.finish(
-        {
-            "engine": "torch",
-            "network": "n",
-            "iterations": 10,
-            "epochs": 0.5,
-            "wall_seconds": 1.0,
-            "train_images_per_second": 100.0,
-            "snapshots": [],
-        }
+        engine="torch",
+        network="n",
+        iterations=10,
+        epochs=0.5,
+        wall_seconds=1.0,
+        train_images_per_second=100.0,
+        device="cpu",
+        threads=2,
+        resumed_from=None,
+        snapshots=(),
     )
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [x["kind"] for x in lines] == ["train", "train", "test"]
-    assert lines[1] == {"kind": "train", "iter": 10, "epoch": 0.5, "lr": 0.01, "loss": 0.4}
+    assert lines[1] == {
+        "format": 1,
+        "kind": "train",
+        "iter": 10,
+        "epoch": 0.5,
+        "lr": 0.01,
+        "loss": 0.4,
+    }
     assert set(lines[2]) == {
+        "format",
         "kind",
         "iter",
         "epoch",
@@ -86,16 +56,13 @@ def test_writer_writes_every_file(tmp_path, rng):
         "recall",
     }
     assert lines[2]["val_auc"] == pytest.approx(roc_auc_score(labels, p))
-    assert rec == lines[2]
+    assert rec.to_json() == lines[2] and read_metrics(tmp_path)[2] == rec
     with Image.open(tmp_path / "curves.png") as im:
         assert im.format == "PNG" and im.size == (640, 480)
     assert read_summary(tmp_path) == summary
-    assert summary["final"] == lines[2]
-    assert summary["best"] == {
-        "val_accuracy": lines[2]["val_accuracy"],
-        "val_auc": lines[2]["val_auc"],
-        "val_loss": 0.35,
-    }
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["final"] == lines[2] and written["threads"] == 2
+    assert summary.best == Best(rec.val_accuracy, rec.val_auc, 0.35)
     assert "Iteration 10" in (tmp_path / "train.log").read_text()
 
 
@@ -107,20 +74,61 @@ def test_resumed_writer_drops_records_after_the_snapshot(tmp_path):
     w = JobWriter(tmp_path, class_names=NAMES, start_iter=5)
     w.train(iter=5, epoch=0.5, lr=0.1, loss=0.7)
     w.close()
-    assert [(r["iter"], r["loss"]) for r in read_metrics(tmp_path)] == [(0, 1.0), (5, 0.7)]
+    assert [(r.iter, r.loss) for r in read_metrics(tmp_path)] == [(0, 1.0), (5, 0.7)]
 
 
 def test_nan_loss_is_written_as_null(tmp_path):
     w = JobWriter(tmp_path, class_names=NAMES)
     w.train(iter=0, epoch=0.0, lr=0.1, loss=float("nan"))
     w.close()
-    assert read_metrics(tmp_path)[0]["loss"] is None
+    assert read_metrics(tmp_path)[0].loss is None
+
+
+def test_test_record_without_scores_keeps_loss_and_accuracy(tmp_path):
+    w = JobWriter(tmp_path, class_names=NAMES)
+    rec = w.test(iter=5, epoch=0.5, val_loss=0.3, val_accuracy=0.75)
+    w.close()
+    assert rec == TestRecord(iter=5, epoch=0.5, val_loss=0.3, val_accuracy=0.75)
+    assert (rec.val_auc, rec.recall) == (None, None)
+    assert read_metrics(tmp_path) == [rec]
+    assert "AUC = n/a" in (tmp_path / "train.log").read_text()
+
+
+def test_old_files_without_format_are_read_and_newer_ones_refused(tmp_path):
+    old = {"kind": "train", "iter": 0, "epoch": 0.0, "lr": 0.1, "loss": 0.5}
+    newer = {"format": 99, **old}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(newer) + "\n")
+    with pytest.raises(UpcallError, match=r"metrics.jsonl:2: .*format 99"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(old) + "\n")
+    assert read_metrics(tmp_path) == [TrainRecord(iter=0, epoch=0.0, lr=0.1, loss=0.5)]
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({**old, "kind": "eval"}) + "\n")
+    with pytest.raises(UpcallError, match=r"metrics.jsonl:1: unknown record kind 'eval'"):
+        read_metrics(tmp_path)
+    summary = {
+        "engine": "caffe",
+        "network": "n",
+        "iterations": 4,
+        "epochs": 1.0,
+        "wall_seconds": 2.0,
+        "train_images_per_second": None,
+        "device": "cpu",
+        "threads": None,
+        "resumed_from": None,
+        "snapshots": ["snapshot_iter_4.caffemodel"],
+        "final": {"kind": "test", **{k: 0.5 for k in ("iter", "epoch", "val_loss")}},
+        "best": None,
+    }
+    summary["final"].update(iter=4, val_accuracy=0.5)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    read = Summary.read(tmp_path)
+    assert read.snapshots == ("snapshot_iter_4.caffemodel",) and read.final.val_auc is None
 
 
 def test_missing_files_name_the_path(tmp_path):
     with pytest.raises(UpcallError, match=r"metrics.jsonl: no such file"):
         read_metrics(tmp_path)
-    with pytest.raises(UpcallError, match=r"summary.json: no such file"):
+    with pytest.raises(UpcallError, match=r"summary.json: not found; training has not finished"):
         read_summary(tmp_path)
 
 
@@ -130,15 +138,18 @@ def test_loss_axis_is_scaled_to_training_not_to_an_untrained_first_test():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from upcall.results.jobdir import scale_loss_axis
+    from upcall.results.curves import scale_loss_axis
+
+    def test(it: int, loss: float) -> TestRecord:
+        return TestRecord(iter=it, epoch=it / 10, val_loss=loss, val_accuracy=0.5)
 
     fig, ax = plt.subplots()
-    train = [{"loss": 0.8}, {"loss": 0.3}]
-    scale_loss_axis(ax, train, [{"iter": 0, "val_loss": 66.9}, {"iter": 10, "val_loss": 0.2}])
+    train = [TrainRecord(iter=i, epoch=i / 10, lr=0.1, loss=x) for i, x in ((0, 0.8), (5, 0.3))]
+    scale_loss_axis(ax, train, [test(0, 66.9), test(10, 0.2)])
     assert ax.get_ylim() == pytest.approx((0, 0.88))
     assert "66.9 at epoch 0" in ax.texts[0].get_text()
     fig2, ax2 = plt.subplots()  # a first test on the same scale sets no limit of its own
-    scale_loss_axis(ax2, train, [{"iter": 0, "val_loss": 0.7}, {"iter": 10, "val_loss": 0.2}])
+    scale_loss_axis(ax2, train, [test(0, 0.7), test(10, 0.2)])
     assert ax2.get_ylim()[0] == 0 and not ax2.texts
     plt.close(fig)
     plt.close(fig2)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from upcall.errors import UpcallError
-from upcall.jsonfile import JsonFile
+from upcall.jsonfile import INLINE, JsonFile
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,28 @@ def test_missing_required_field_names_file_and_field(tmp_path):
     (tmp_path / "outer.json").write_text('{"format": 2}')
     with pytest.raises(UpcallError, match=r"outer\.json: missing field 'name'"):
         Outer.read(tmp_path)
+
+
+@dataclass(frozen=True)
+class Shape:
+    height: int
+    width: int = 1
+
+
+@dataclass(frozen=True)
+class Flat(JsonFile):
+    FILE = "flat.json"
+    mode: str
+    extra: dict = field(default_factory=dict, metadata=INLINE)  # every key no field names
+    shape: Shape | None = None
+    where: Shape = field(default_factory=lambda: Shape(0), metadata=INLINE)  # height, width
+
+
+def test_inline_fields_sit_at_the_top_level_and_plain_dataclasses_nest(tmp_path):
+    value = Flat("enhanced", {"range_db": [-5.0, 25.0]}, Shape(129, 30), Shape(3, 4))
+    path = value.write(tmp_path)
+    on_disk = json.loads(path.read_text())
+    assert list(on_disk) == ["format", "mode", "range_db", "shape", "height", "width"]
+    assert on_disk["shape"] == {"height": 129, "width": 30}  # no format: not a file of its own
+    assert Flat.read(tmp_path) == value
+    assert Flat.from_json({"mode": "tutorial", "fs": 2.0}) == Flat("tutorial", {"fs": 2.0})

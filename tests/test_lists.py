@@ -12,7 +12,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from upcall.data.lists import ListSettings, make_lists
+from upcall.data.lists import ListSettings, ListsManifest, make_lists
 from upcall.data.render import ensure
 from upcall.errors import UpcallError
 
@@ -58,7 +58,7 @@ def clip_numbers(entries) -> list[int]:
 
 def test_stratified_split_counts_are_exact(data, tmp_path, labels):
     info = make_lists(data, out=tmp_path / "lists", settings=ListSettings(seed=3))
-    assert info["counts"] == {
+    assert info.counts == {
         "train": {"not-whale": 63, "whale": 27},
         "val": {"not-whale": 7, "whale": 3},
     }
@@ -69,7 +69,7 @@ def test_stratified_split_counts_are_exact(data, tmp_path, labels):
     other = make_lists(data, out=tmp_path / "other", settings=ListSettings(seed=4))
     assert (tmp_path / "again/val.txt").read_text() == (tmp_path / "lists/val.txt").read_text()
     assert (tmp_path / "other/val.txt").read_text() != (tmp_path / "lists/val.txt").read_text()
-    assert again["counts"] == other["counts"] == info["counts"]
+    assert again.counts == other.counts == info.counts
 
 
 def test_ordered_split_takes_first_and_last_rows(data, tmp_path):
@@ -90,7 +90,7 @@ def test_ordered_split_takes_first_and_last_rows(data, tmp_path):
 def test_balance_changes_the_training_list_only(data, tmp_path, balance, train_counts):
     plain = make_lists(data, out=tmp_path / "plain", settings=ListSettings(seed=1))
     info = make_lists(data, out=tmp_path / "bal", settings=ListSettings(seed=1, balance=balance))
-    assert info["counts"] == {"train": train_counts, "val": plain["counts"]["val"]}
+    assert info.counts == {"train": train_counts, "val": plain.counts["val"]}
     assert (tmp_path / "bal/val.txt").read_text() == (tmp_path / "plain/val.txt").read_text()
     plain_train = clip_numbers(read_list(tmp_path / "plain/train.txt"))
     train = clip_numbers(read_list(tmp_path / "bal/train.txt"))
@@ -119,7 +119,8 @@ def test_files_and_formats(tmp_path, labels):
     )  # natural order, not test1, test10, test11
     assert (tmp_path / "lists/labels.txt").read_text() == "not-whale\nwhale\n"
     saved = json.loads((tmp_path / "lists/lists.json").read_text())
-    assert saved == info
+    assert saved == info.to_json() and ListsManifest.read(tmp_path / "lists") == info
+    assert saved["format"] == 1 and saved["labels"] == ["not-whale", "whale"]
     assert saved["spectrograms"]["mode"] == "tutorial"
     assert saved["spectrograms"]["data_dir"] == str(data.resolve())
     assert saved["spectrogram_root"] == str(data.resolve()) and saved["test_images"] == 12
@@ -136,7 +137,7 @@ def test_files_and_formats(tmp_path, labels):
 def test_spectrogram_root_elsewhere(data, tmp_path):
     root = ensure(data, out=tmp_path / "spec", mode="enhanced", workers=1)
     info = make_lists(data, out=tmp_path / "lists", settings=ListSettings(spectrogram_root=root))
-    assert info["spectrograms"]["mode"] == "enhanced"
+    assert info.spectrograms.mode == "enhanced"
     assert (tmp_path / "lists/train.txt").read_text().startswith(f"{root.resolve()}/train/")
     assert not (data / "train" / "train1.png").exists()
 
@@ -147,7 +148,7 @@ def test_missing_png_is_remade_in_the_roots_mode(data, tmp_path):
     kept_mtime = kept.stat().st_mtime_ns
     (root / "train" / "train3.png").unlink()
     info = make_lists(data, out=tmp_path / "lists", settings=ListSettings(spectrogram_root=root))
-    assert info["spectrograms"]["mode"] == "enhanced"
+    assert info.spectrograms.mode == "enhanced"
     assert (root / "train" / "train3.png").is_file()
     assert kept.stat().st_mtime_ns == kept_mtime  # not wiped and remade as tutorial
 
@@ -248,10 +249,10 @@ def test_missing_spectrograms_are_made_by_the_spectrogram_step(tmp_path):
         "clip_name,label\ntrain1.aiff,0\ntrain2.aiff,1\ntrain3.aiff,0\ntrain4.aiff,1\n"
     )
     info = make_lists(data, out=tmp_path / "lists", settings=ListSettings(val_fraction=0.5))
-    assert info["spectrograms"]["mode"] == "tutorial"
+    assert info.spectrograms.mode == "tutorial"
     with Image.open(data / "train" / "train3.png") as im:
         assert im.mode == "L" and im.size == (30, 129)
-    assert info["counts"] == {
+    assert info.counts == {
         "train": {"not-whale": 1, "whale": 1},
         "val": {"not-whale": 1, "whale": 1},
     }

@@ -72,7 +72,12 @@ def test_one_job_per_network_and_rate(tmp_path):
         "whalenet-small-lr0.05",
     ]
     job = out / "whalenet-lr0.05"
-    assert sorted(p.name for p in job.iterdir()) == sorted(nets.JOB_FILES)
+    assert sorted(p.name for p in job.iterdir()) == [
+        "config.json",
+        "deploy.prototxt",
+        "solver.prototxt",
+        "train_val.prototxt",
+    ]
     solver = read_text(job / "solver.prototxt", caffe_pb2.SolverParameter())
     # 100 training images / 25 = 4 iterations per epoch; 10 val images / 25 → 1 test batch.
     assert (solver.max_iter, list(solver.test_iter), solver.test_interval) == (12, [1], 4)
@@ -191,7 +196,14 @@ def test_jobs_with_results_are_never_overwritten(tmp_path):
     ("setup", "message"),
     [
         (lambda d: None, "dataset.json: not found"),
-        (lambda d: (d.mkdir(), (d / "dataset.json").write_text("{}")), "not a valid dataset.json"),
+        (
+            lambda d: (d.mkdir(), (d / "dataset.json").write_text("{}")),
+            r"dataset\.json: missing field 'image'",
+        ),
+        (
+            lambda d: (d.mkdir(), (d / "dataset.json").write_text('{"format": 2}')),
+            r"dataset\.json: dataset\.json format 2 is not one this upcall reads",
+        ),
     ],
 )
 def test_bad_dataset(tmp_path, setup, message):

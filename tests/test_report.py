@@ -31,15 +31,16 @@ def fake_job(root, name, *, lr, accs, rng):
         p = np.where(correct, labels, 1 - labels) * 0.8 + 0.1
         w.test(iter=10 * i, epoch=float(i), val_loss=0.5 / i, scores=np.c_[1 - p, p], labels=labels)
     w.finish(
-        {
-            "engine": "torch",
-            "network": name.split("-")[0],
-            "iterations": 10 * len(accs),
-            "epochs": float(len(accs)),
-            "wall_seconds": 12.5,
-            "train_images_per_second": 800.0,
-            "snapshots": [],
-        }
+        engine="torch",
+        network=name.split("-")[0],
+        iterations=10 * len(accs),
+        epochs=float(len(accs)),
+        wall_seconds=12.5,
+        train_images_per_second=800.0,
+        device="cpu",
+        threads=1,
+        resumed_from=None,
+        snapshots=(),
     )
     return job
 

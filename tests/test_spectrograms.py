@@ -267,3 +267,36 @@ def test_bad_options_are_refused_before_any_png_is_touched(tmp_path, rng, option
     with pytest.raises(UpcallError, match=message):
         spectrograms.make(data, **options)
     assert mtimes(data) == before and len(before) == 2
+
+
+def test_settings_file_round_trips_and_an_unversioned_one_keeps_the_pngs(tmp_path, rng, capsys):
+    data = kaggle(tmp_path / "data", rng)
+    assert main(["spectrograms", str(data), "--mode", "enhanced", "--workers", "1"]) == 0
+    saved = json.loads((data / "spectrograms.json").read_text())
+    assert saved["format"] == 1 and saved["range_db"] == [-5.0, 25.0] and saved["fit"] == "strict"
+    settings = spectrograms.SpectrogramSettings.read(data)
+    assert settings.to_json() == saved
+    assert (settings.mode, settings.params["time_window"], settings.read_options) == (
+        "enhanced",
+        [5, 29],
+        spectrograms.ReadOptions(),
+    )
+    del saved["format"]  # as written before files carried a format
+    (data / "spectrograms.json").write_text(json.dumps(saved))
+    before = mtimes(data)
+    capsys.readouterr()
+    assert main(["spectrograms", str(data), "--mode", "enhanced", "--workers", "1"]) == 0
+    assert "0 spectrograms made, 8 already up to date" in capsys.readouterr().out
+    assert mtimes(data) == before
+
+
+def test_newer_settings_file_is_refused_in_one_line(tmp_path, rng):
+    data = kaggle(tmp_path / "data", rng)
+    assert main(["spectrograms", str(data), "--workers", "1"]) == 0
+    before = mtimes(data)
+    (data / "spectrograms.json").write_text('{"format": 2, "mode": "tutorial"}')
+    with pytest.raises(UpcallError) as e:
+        spectrograms.ensure(data, workers=1)
+    assert str(e.value).startswith(f"{data / 'spectrograms.json'}: spectrograms.json format 2 is")
+    assert "\n" not in str(e.value)
+    assert mtimes(data) == before  # nothing remade or removed

@@ -254,3 +254,20 @@ def test_zero_workers_refused_before_any_work(tmp_path):
     with pytest.raises(UpcallError, match=r"^--workers must be at least 1, got 0$"):
         synthesize(tmp_path / "d", SynthSettings(n_train=3), workers=0)
     assert not (tmp_path / "d").exists()
+
+
+def test_unversioned_synth_json_resumes_and_a_newer_one_is_refused(tmp_path):
+    settings = SynthSettings(n_train=6, seed=1)
+    out = synthesize(tmp_path / "d", settings, workers=1)
+    saved = json.loads((out / "synth.json").read_text())
+    assert saved["format"] == 1 and saved["seed"] == 1 and SynthSettings.read(out) == settings
+    del saved["format"]  # as written before files carried a format
+    (out / "synth.json").write_text(json.dumps(saved))
+    (out / "train" / "train3.aiff").unlink()
+    synthesize(out, settings, workers=1)  # a resume: same settings
+    assert (out / "train" / "train3.aiff").is_file()
+    (out / "synth.json").write_text(json.dumps({**saved, "format": 2}))
+    with pytest.raises(UpcallError) as e:
+        synthesize(out, settings, workers=1)
+    assert str(e.value).startswith(f"{out / 'synth.json'}: synth.json format 2 is not one")
+    assert "\n" not in str(e.value)

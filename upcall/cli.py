@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from upcall import __version__
-from upcall.errors import UpcallError
+from upcall.errors import Interrupted, UpcallError
 
 # sub-command -> module; the order is the workflow's order, as ``upcall --help`` lists it.
 COMMANDS: dict[str, str] = {
@@ -61,12 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen).parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except Interrupted as e:  # stopped on Ctrl-C with a snapshot: say (once) how to go on
+        print(f"upcall {args.command}: {e}", file=sys.stderr)
+        return 130
     except UpcallError as e:
-        from upcall.engines import Interrupted  # no torch: engines import it lazily
-
-        if isinstance(e, Interrupted):  # stopped on Ctrl-C with a snapshot: say how to go on
-            print(f"upcall {args.command}: {e}", file=sys.stderr)
-            return 130
         print(f"upcall {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,6 +10,13 @@ class UpcallError(Exception):
     """An error a user can act on; its message is one line naming the file and what is wrong."""
 
 
+class Interrupted(UpcallError):
+    """Training stopped on request (Ctrl-C) after writing a snapshot; ``--resume`` continues it.
+
+    Here, not in ``upcall.engines``, so the CLI can recognise it without importing any engine.
+    """
+
+
 class BatchFailed(UpcallError):
     """Raised at the end of a batch job in which some items failed (the rest were done)."""
 

@@ -15,10 +15,9 @@ import argparse
 import csv
 import functools
 import io
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import soundfile as sf
 from upcall.audio.sounds import GENERATOR_VERSION, RATE, clip, to_pcm16
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_path, atomic_write_text
+from upcall.jsonfile import FormatError, JsonFile
 from upcall.parallel import check_workers, map_chunks
 
 HELP = "Write synthetic right-whale clips in the Kaggle layout (train.csv, train/, test/)."
@@ -61,7 +61,11 @@ def make_clips(
 
 
 @dataclass(frozen=True)
-class SynthSettings:
+class SynthSettings(JsonFile):
+    """OUT/synth.json: what made the clips; a rerun with other settings is refused."""
+
+    FILE = "synth.json"
+
     n_train: int = 30000  # as in the Kaggle training set
     n_test: int = 0  # Kaggle had 54,503 unlabelled test clips; none unless asked
     seed: int = 0
@@ -93,7 +97,7 @@ def _write_clips(items: Sequence[tuple[str, int, int]], *, out: str, seed: int) 
 
 
 def _check_out(out: Path, settings: SynthSettings, force: bool) -> None:
-    meta = out / "synth.json"
+    meta = out / SynthSettings.FILE
     if out.exists() and not out.is_dir():
         raise UpcallError(f"{out}: is a file, not a directory; OUT must be a directory")
     if force or not out.exists() or not any(out.iterdir()):
@@ -104,11 +108,17 @@ def _check_out(out: Path, settings: SynthSettings, force: bool) -> None:
             "write into it anyway"
         )
     try:
-        old = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UpcallError(f"{meta}: unreadable ({e}); use --force to overwrite") from None
-    if old != asdict(settings):
-        diff = {k: (old.get(k), v) for k, v in asdict(settings).items() if old.get(k) != v}
+        old = SynthSettings.require(meta)
+    except FormatError:
+        raise
+    except UpcallError as e:
+        raise UpcallError(f"{e}; use --force to overwrite") from None
+    if old != settings:
+        diff = {
+            f.name: (a, b)
+            for f, a, b in zip(fields(settings), astuple(old), astuple(settings), strict=True)
+            if a != b
+        }
         raise UpcallError(
             f"{meta}: OUT was made with other settings (old, new: {diff}); use --force to overwrite"
         )
@@ -120,7 +130,7 @@ def _clear(out: Path) -> None:
     Without synth.json a run cut short here is refused until forced again; after it, synth.json
     is rewritten with the new settings before any clip, so a resume keeps only new clips.
     """
-    (out / "synth.json").unlink(missing_ok=True)
+    (out / SynthSettings.FILE).unlink(missing_ok=True)
     for split in SPLITS:
         for path in (out / split).glob(f"{split}*.aiff"):
             path.unlink()
@@ -162,7 +172,7 @@ def synthesize(
     _check_out(out, settings, force)
     if force and out.is_dir():
         _clear(out)
-    atomic_write_text(out / "synth.json", json.dumps(asdict(settings), indent=2) + "\n")
+    settings.write(out)
     counts = {"train": settings.n_train, "test": settings.n_test}
     labels = {s: labels_for(settings.seed, s, n, settings.positive_rate) for s, n in counts.items()}
     todo = []

@@ -2,41 +2,34 @@
 
 Like DIGITS's create_db, each list is shuffled (seeded here), every image is converted to one
 channel, resized with the chosen DIGITS resize mode and stored under the key
-``%08d_%d`` (running index, label); the mean of the training images, rounded as DIGITS rounds
-it, goes to mean.binaryproto and mean.png. Each chunk of a list is decoded, resized in one
-batch, encoded and summed for the mean on a worker thread (``workers`` of them); meanwhile the
-main thread writes the LMDB in transactions of 1000 records, as Caffe's convert_imageset commits.
+``%08d_%d`` (running index, label) by ``upcall.data.dbwriter``; the mean of the training
+images, rounded as DIGITS rounds it, goes to mean.binaryproto and mean.png, and dataset.json
+(:class:`DatasetManifest`) describes the whole.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import io
-import json
 import re
 import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import lmdb
 import numpy as np
 from PIL import Image
 
-from upcall.data.datum import ENCODINGS, array_to_datum, write_mean
-from upcall.data.lists import read_labels
-from upcall.data.resize import RESIZE_MODES, load_image, resize_stack
+from upcall.data.datum import ENCODINGS, write_mean
+from upcall.data.dbwriter import Work, write_db
+from upcall.data.lists import ListsManifest, class_counts, read_labels
+from upcall.data.render import SpectrogramSettings
+from upcall.data.resize import RESIZE_MODES, load_image
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_dir, atomic_path, atomic_write_text, read_json
-from upcall.parallel import map_chunks
-from upcall.proto import caffe_pb2
+from upcall.fsutil import atomic_dir, atomic_path
+from upcall.jsonfile import JsonFile
 
 HELP = "build the DIGITS dataset (Caffe LMDBs, mean.binaryproto, labels) from train/val/test lists"
 
 DBS = ("train", "val", "test")  # list LISTS/<name>.txt -> DATASET/<name>_db
-TXN_RECORDS = 1000  # records per LMDB transaction, as convert_imageset commits
-_CHUNK = 64  # images per worker task: resized in one batch
 _LINE = re.compile(r"(.+?)\s+(\d+)\s*$")  # DIGITS's "path label" (paths may contain spaces)
 
 
@@ -55,6 +48,47 @@ class DatasetSettings:
             raise UpcallError(f"--encoding must be one of {', '.join(ENCODINGS)}")
         if self.seed < 0:
             raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    height: int
+    width: int
+    channels: int = 1
+
+
+@dataclass(frozen=True)
+class DatasetManifest(JsonFile):
+    """DATASET/dataset.json (ARCHITECTURE.md §4), written last with the LMDBs it describes.
+
+    Fields after ``size`` have defaults, so hand-made dataset folders (tests, benchmarks) need
+    only the image shape and size.
+    """
+
+    FILE = "dataset.json"
+
+    image: ImageShape
+    size: str  # "WIDTHxHEIGHT" (DIGITS's order) or "native"
+    resize_mode: str = "squash"  # "none" for a native-size dataset
+    encoding: str = "png"
+    seed: int = 0
+    # "train" / "val" → class name → images; a hand-made file may hold a total per list.
+    counts: dict[str, dict[str, int] | int] = field(default_factory=dict)
+    test_images: int = 0
+    labels: tuple[str, ...] = ()  # empty: read labels.txt
+    spectrograms: SpectrogramSettings | None = None  # None: lists made without upcall
+    lists: ListsManifest | None = None
+    lists_dir: str | None = None
+    settings: DatasetSettings | None = None  # the build's settings (``workers`` included)
+
+    @property
+    def native(self) -> bool:
+        return self.size == "native"
+
+    def count(self, db: str) -> int:
+        """Images in ``db`` ("train" / "val"); KeyError if the file does not say."""
+        value = self.counts[db]
+        return sum(value.values()) if isinstance(value, dict) else int(value)
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -93,181 +127,6 @@ def read_list(path: Path, *, n_labels: int) -> list[tuple[Path, int]]:
     return items
 
 
-@dataclass(frozen=True)
-class _Work:
-    """What a worker needs to turn one list entry into a Datum (picklable)."""
-
-    height: int
-    width: int
-    native: bool
-    resize_mode: str
-    encoding: str
-    seed: int
-    db: int  # index in DBS, so the noise differs between DBs
-    keep_pixels: bool  # sum the images for the mean (train only)
-
-
-def _native_png(path: Path, height: int, width: int) -> bytes | None:
-    """The file's own bytes when it already is the 8-bit grey PNG we would write (saves an encode)."""
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
-        ok = im.format == "PNG" and im.mode == "L" and im.size == (width, height)
-    return data if ok else None
-
-
-def _load(work: _Work, path: Path) -> np.ndarray:
-    image = load_image(path, channels=1)
-    if work.native and image.shape != (work.height, work.width):
-        raise UpcallError(
-            f"{path}: image is {image.shape[1]}x{image.shape[0]}, the dataset's "
-            f"native size is {work.width}x{work.height}"
-        )
-    return image
-
-
-def _resize_all(
-    work: _Work, images: dict[int, np.ndarray], items: Sequence[tuple[int, Path, int]]
-) -> list[tuple[list[int], np.ndarray]]:
-    """(positions in items, stack) per group of same-sized images, each resized in one batch
-    (a native-size dataset keeps them as they are)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for pos, image in images.items():
-        groups.setdefault(image.shape, []).append(pos)
-    out = []
-    for positions in groups.values():
-        stack = np.stack([images[pos] for pos in positions])
-        if not work.native:
-            # One generator per image, keyed by its list index: noise independent of chunking.
-            rngs = None
-            if work.resize_mode in ("fill", "half_crop"):
-                rngs = [np.random.default_rng((work.seed, work.db, items[p][0])) for p in positions]
-            stack = resize_stack(
-                stack, height=work.height, width=work.width, mode=work.resize_mode, rngs=rngs
-            )
-        out.append((positions, stack))
-    return out
-
-
-def _encode(work: _Work, image: np.ndarray, path: Path, label: int) -> bytes:
-    """Serialized Datum of one image; a native-size PNG source is stored as its own bytes."""
-    reused = None
-    if work.native and work.encoding == "png":
-        reused = _native_png(path, work.height, work.width)
-    if reused is None:
-        return array_to_datum(image, label, encoding=work.encoding)
-    datum = caffe_pb2.Datum(
-        channels=1, height=work.height, width=work.width, label=label, data=reused, encoded=True
-    )
-    return datum.SerializeToString()
-
-
-def _prepare_chunk(work: _Work, items: Sequence[tuple[int, Path, int]]) -> list[tuple]:
-    """(value, problem, pixel sum) per item; the chunk's pixel sum (for the mean) rides on its
-    last result and the others carry None, so the images themselves never leave the worker."""
-    results: list[tuple] = [(None, None, None)] * len(items)
-    images = {}
-    for pos, (_, path, _) in enumerate(items):
-        try:
-            images[pos] = _load(work, path)
-        except (UpcallError, OSError) as e:
-            results[pos] = (None, str(e).removeprefix(f"{path}: "), None)
-    total = np.zeros((work.height, work.width), np.int64) if work.keep_pixels else None
-    for positions, stack in _resize_all(work, images, items):
-        done = []
-        for i, pos in enumerate(positions):
-            _, path, label = items[pos]
-            try:
-                results[pos] = (_encode(work, stack[i], path, label), None, None)
-                done.append(i)
-            except (UpcallError, OSError) as e:
-                results[pos] = (None, str(e).removeprefix(f"{path}: "), None)
-        if total is not None:
-            kept = stack if len(done) == len(stack) else stack[done]
-            # uint16 holds the sum of up to 257 images exactly, and sums far faster than int64.
-            for i in range(0, len(kept), 256):
-                total += kept[i : i + 256].sum(axis=0, dtype=np.uint16)
-    if results and total is not None:
-        results[-1] = (*results[-1][:2], total)
-    return results
-
-
-class _Writer:
-    """Puts records in transactions of TXN_RECORDS, doubling the map when it is full (as Caffe does)."""
-
-    def __init__(self, path: Path, expected_bytes: int) -> None:
-        # No fsync per transaction: an unfinished build is thrown away whole (atomic_dir), so
-        # durability matters only once, at close(), before the dataset gets its final name.
-        self.env = lmdb.open(
-            str(path), map_size=max(1 << 26, 2 * expected_bytes), meminit=False, sync=False
-        )
-        self.pending: list[tuple[bytes, bytes]] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.pending.append((key, value))
-        if len(self.pending) >= TXN_RECORDS:
-            self.flush()
-
-    def flush(self) -> None:
-        while self.pending:
-            try:
-                with self.env.begin(write=True) as txn:
-                    # One call for the whole batch: a put per record would hand the GIL to
-                    # the worker threads and wait to get it back, a thousand times a commit.
-                    txn.cursor().putmulti(self.pending)
-                self.pending = []
-            except lmdb.MapFullError:
-                self.env.set_mapsize(2 * self.env.info()["map_size"])
-
-    def close(self) -> None:
-        self.flush()
-        self.env.sync(True)
-        self.env.close()
-
-
-def _write_db(
-    items: list[tuple[Path, int]],
-    db_path: Path,
-    *,
-    work: _Work,
-    workers: int | None,
-    report: BatchReport,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Write one LMDB; returns the labels written (in key order) and the pixel sum if kept."""
-    order = np.random.default_rng((work.seed, work.db)).permutation(len(items))
-    jobs = [(int(i), *items[i]) for i in order]
-    writer = _Writer(db_path, len(jobs) * (work.height * work.width + 64))
-    labels, total = [], None
-    try:
-        results = map_chunks(
-            functools.partial(_prepare_chunk, work),
-            jobs,
-            workers=workers,
-            chunk=_CHUNK,
-            desc=db_path.name,
-            unit="img",
-            # Threads: decoding, BLAS and zlib release the GIL, and 64 KB records need no pickling.
-            threads=True,
-            # Workers keep going while a transaction commits: a whole transaction's worth ahead.
-            prefetch=TXN_RECORDS // _CHUNK + 4,
-        )
-        for (_, path, label), (value, problem, chunk_sum) in zip(jobs, results, strict=True):
-            if chunk_sum is not None:
-                total = chunk_sum if total is None else total + chunk_sum
-            if problem is not None:
-                report.fail(path, problem)
-                continue
-            writer.put(b"%08d_%d" % (len(labels), label), value)
-            labels.append(label)
-            report.ok()
-    finally:
-        writer.close()
-    return np.array(labels, np.int64), total
-
-
-def _counts(labels: np.ndarray, names: list[str]) -> dict[str, int]:
-    return {name: int(np.sum(labels == i)) for i, name in enumerate(names)}
-
-
 def _native_size(list_path: Path, items: list[tuple[Path, int]]) -> tuple[int, int]:
     """The size of the first training image that reads; the unreadable ones before it are
     skipped here and reported by the build like any other bad image."""
@@ -286,8 +145,8 @@ def _native_size(list_path: Path, items: list[tuple[Path, int]]) -> tuple[int, i
 
 def build_dataset(
     lists_dir: str | Path, *, out: str | Path, settings: DatasetSettings = DatasetSettings()
-) -> dict:
-    """Build DATASET from LISTS (see ARCHITECTURE.md §4); returns the content of dataset.json.
+) -> DatasetManifest:
+    """Build DATASET from LISTS (see ARCHITECTURE.md §4); returns what dataset.json holds.
 
     Images that cannot be read are reported one per line and skipped; the dataset is still
     written, then :class:`~upcall.errors.BatchFailed` is raised.
@@ -296,7 +155,7 @@ def build_dataset(
     if (
         out.exists()
         and (not out.is_dir() or any(out.iterdir()))
-        and not (out / "dataset.json").is_file()
+        and not (out / DatasetManifest.FILE).is_file()
     ):
         raise UpcallError(f"{out}: exists and is not an upcall dataset; refusing to replace it")
     label_names = read_labels(lists_dir / "labels.txt")
@@ -305,25 +164,13 @@ def build_dataset(
         for name in DBS
         if name != "test" or (lists_dir / "test.txt").is_file()
     }
-    lists_info = read_json(lists_dir / "lists.json") or {}
+    lists_info = ListsManifest.read(lists_dir)  # None: lists made without upcall
     height, width = settings.size or _native_size(lists_dir / "train.txt", lists["train"])
     report = BatchReport("images")
-    info: dict = {
-        "image": {"height": height, "width": width, "channels": 1},
-        "size": "native" if settings.size is None else f"{width}x{height}",
-        "resize_mode": settings.resize_mode if settings.size else "none",
-        "encoding": settings.encoding,
-        "seed": settings.seed,
-        "counts": {},
-        "test_images": 0,
-        "labels": label_names,
-        "spectrograms": lists_info.get("spectrograms"),
-        "lists": lists_info,
-        "lists_dir": str(lists_dir),
-    }
+    counts, test_images = {}, 0
     with atomic_dir(out) as tmp:
         for db, items in lists.items():
-            work = _Work(
+            work = Work(
                 height,
                 width,
                 settings.size is None,
@@ -333,18 +180,31 @@ def build_dataset(
                 DBS.index(db),
                 keep_pixels=db == "train",
             )
-            labels, total = _write_db(
+            labels, total = write_db(
                 items, tmp / f"{db}_db", work=work, workers=settings.workers, report=report
             )
             if db == "test":
-                info["test_images"] = len(labels)
+                test_images = len(labels)
             else:
-                info["counts"][db] = _counts(labels, label_names)
+                counts[db] = class_counts(labels, label_names)
             if total is not None and len(labels):
                 _write_mean(tmp, total, len(labels))
         shutil.copyfile(lists_dir / "labels.txt", tmp / "labels.txt")
-        info["settings"] = asdict(settings)
-        atomic_write_text(tmp / "dataset.json", json.dumps(info, indent=2, default=str) + "\n")
+        info = DatasetManifest(
+            image=ImageShape(height, width, 1),
+            size="native" if settings.size is None else f"{width}x{height}",
+            resize_mode=settings.resize_mode if settings.size else "none",
+            encoding=settings.encoding,
+            seed=settings.seed,
+            counts=counts,
+            test_images=test_images,
+            labels=tuple(label_names),
+            spectrograms=lists_info.spectrograms if lists_info else None,
+            lists=lists_info,
+            lists_dir=str(lists_dir),
+            settings=settings,
+        )
+        info.write(tmp)
     report.finish()
     return info
 
@@ -394,13 +254,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     info = build_dataset(args.lists_dir, out=args.out, settings=settings)
-    image = info["image"]
     print(
-        f"{args.out}: {image['width']}x{image['height']} grey, {info['encoding']} encoding, "
-        f"resize {info['resize_mode']}"
+        f"{args.out}: {info.image.width}x{info.image.height} grey, {info.encoding} encoding, "
+        f"resize {info.resize_mode}"
     )
-    for db, per_class in info["counts"].items():
+    for db, per_class in info.counts.items():
         print(f"  {db}_db: " + ", ".join(f"{n} {name}" for name, n in per_class.items()))
-    if info["test_images"]:
-        print(f"  test_db: {info['test_images']} images")
+    if info.test_images:
+        print(f"  test_db: {info.test_images} images")
     return 0

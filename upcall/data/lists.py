@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
 from upcall.data.resize import py2_round
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text, read_json
+from upcall.fsutil import atomic_write_text
+from upcall.jsonfile import JsonFile
 from upcall.plotting import pyplot, save_png
 
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
@@ -52,6 +54,24 @@ class ListSettings:
             )
         if self.seed < 0:
             raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class ListsManifest(JsonFile):
+    """LISTS/lists.json (ARCHITECTURE.md §3), written last: its presence means the lists are whole."""
+
+    FILE = "lists.json"
+
+    data_dir: str
+    spectrogram_root: str
+    spectrograms: SpectrogramSettings  # ROOT's spectrograms.json when the lists were made
+    split: str
+    val_fraction: float
+    balance: str
+    seed: int
+    counts: dict[str, dict[str, int]]  # "train" / "val" → class name → images (see class_counts)
+    test_images: int = 0
+    labels: tuple[str, ...] = LABELS
 
 
 @dataclass(frozen=True)
@@ -134,38 +154,31 @@ def balance_indices(
     return np.sort(np.concatenate(out), kind="stable")
 
 
-def _spectrograms(data_dir: Path, settings: ListSettings) -> tuple[Path, dict]:
+def _spectrograms(data_dir: Path, settings: ListSettings) -> tuple[Path, SpectrogramSettings]:
     """Bring ROOT's PNGs up to date with ``upcall.data.render`` (cheap when they already are).
 
     The mode and read options default to those ROOT records, so a missing or stale PNG is
     remade like its neighbours rather than the whole root being remade in another mode.
     """
-    from upcall.data.render import SETTINGS_FILE, ReadOptions, ensure  # the spectrogram step
-
     root = (settings.spectrogram_root or data_dir).resolve()
-    recorded = read_json(root / SETTINGS_FILE) or {}
-    defaults = ReadOptions()
-    read = ReadOptions(
-        resample=bool(recorded.get("resample", defaults.resample)),
-        mixdown=bool(recorded.get("mixdown", defaults.mixdown)),
-        fit=str(recorded.get("fit", defaults.fit)),
-    )
-    mode = settings.mode or recorded.get("mode") or "tutorial"
+    recorded = SpectrogramSettings.read(root)
+    read = recorded.read_options if recorded else ReadOptions()
+    mode = settings.mode or (recorded.mode if recorded else "tutorial")
     root = Path(ensure(data_dir, out=root, mode=mode, read=read)).resolve()
-    return root, read_json(root / SETTINGS_FILE)
+    return root, SpectrogramSettings.require(root)
 
 
 def _test_clips(data_dir: Path) -> list[Path]:
-    from upcall.data.render import find_clips  # the spectrogram step's clip finder: natural order
-
     tests = [p for p in find_clips(data_dir) if p.parent.name == "test"]
     if not tests:
         raise UpcallError(f"{data_dir / 'test'}: no clips to list (--test)")
     return tests
 
 
-def _counts(labels: np.ndarray) -> dict[str, int]:
-    return {name: int(np.sum(labels == i)) for i, name in enumerate(LABELS)}
+def class_counts(labels: np.ndarray, names: Sequence[str] = LABELS) -> dict[str, int]:
+    """Images per class name (label i is ``names[i]``), as lists.json and dataset.json hold them."""
+    found = np.bincount(np.asarray(labels, np.int64), minlength=len(names))
+    return {name: int(n) for name, n in zip(names, found, strict=False)}
 
 
 def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
@@ -193,10 +206,10 @@ def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
 
 def make_lists(
     data_dir: str | Path, *, out: str | Path, settings: ListSettings = ListSettings()
-) -> dict:
+) -> ListsManifest:
     """Write train.txt, val.txt, [test.txt], labels.txt, class_histogram.png and lists.json.
 
-    Returns the content of lists.json.
+    Returns what lists.json holds.
     """
     data_dir, out = Path(data_dir).resolve(), Path(out).resolve()
     csv_path = data_dir / "train.csv"
@@ -231,28 +244,27 @@ def make_lists(
     def lines(idx: np.ndarray) -> str:
         return "".join(f"{root / pngs[i]} {labels[i]}\n" for i in idx)
 
-    counts = {"train": _counts(labels[train_idx]), "val": _counts(labels[val_idx])}
-    (out / "lists.json").unlink(missing_ok=True)  # until rewritten, the files below are partial
+    counts = {"train": class_counts(labels[train_idx]), "val": class_counts(labels[val_idx])}
+    # Until rewritten, the files below are partial.
+    (out / ListsManifest.FILE).unlink(missing_ok=True)
     atomic_write_text(out / "train.txt", lines(train_idx))
     atomic_write_text(out / "val.txt", lines(val_idx))
     if tests:
         atomic_write_text(out / "test.txt", "".join(f"{root / p} 0\n" for p in pngs[len(clips) :]))
     atomic_write_text(out / "labels.txt", "".join(f"{name}\n" for name in LABELS))
     write_histogram(out / "class_histogram.png", counts)
-    info = {
-        "data_dir": str(data_dir),
-        "spectrogram_root": str(root),
-        "spectrograms": spec_info,
-        "split": settings.split,
-        "val_fraction": settings.val_fraction,
-        "balance": settings.balance,
-        "seed": settings.seed,
-        "counts": counts,
-        "test_images": len(tests),
-        "labels": list(LABELS),
-    }
-    # lists.json last: its presence means the other files are complete.
-    atomic_write_text(out / "lists.json", json.dumps(info, indent=2) + "\n")
+    info = ListsManifest(
+        data_dir=str(data_dir),
+        spectrogram_root=str(root),
+        spectrograms=spec_info,
+        split=settings.split,
+        val_fraction=settings.val_fraction,
+        balance=settings.balance,
+        seed=settings.seed,
+        counts=counts,
+        test_images=len(tests),
+    )
+    info.write(out)  # last: its presence means the other files are complete
     return info
 
 
@@ -322,13 +334,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.data_dir / "lists"
     info = make_lists(args.data_dir, out=out, settings=settings)
     print(f"{'list':<6}" + "".join(f"{name:>11}" for name in LABELS) + f"{'total':>9}")
-    for name, per_class in info["counts"].items():
+    for name, per_class in info.counts.items():
         print(
             f"{name:<6}"
             + "".join(f"{per_class[c]:>11}" for c in LABELS)
             + f"{sum(per_class.values()):>9}"
         )
-    if info["test_images"]:
-        print(f"{'test':<6}{info['test_images']:>31}")
-    print(f"wrote {Path(out) / 'lists.json'} ({settings.split} split, seed {settings.seed})")
+    if info.test_images:
+        print(f"{'test':<6}{info.test_images:>31}")
+    print(f"wrote {Path(out) / ListsManifest.FILE} ({settings.split} split, seed {settings.seed})")
     return 0

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from upcall.audio.clip import AUDIO_SUFFIXES, FITS, check_fit, read_clip
 from upcall.data.spectrogram import (
+    HEIGHT,
     MODES,
+    NFFT,
+    NOVERLAP,
+    SAMPLE_RATE,
+    WIDTH,
     as_full_scale,
     compute_batch,
     get_mode,
@@ -30,13 +34,12 @@ from upcall.data.spectrogram import (
     write_png,
 )
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.jsonfile import INLINE, FormatError, JsonFile, plain
 from upcall.parallel import check_workers, default_workers, map_chunks
 
 HELP = "Make an 8-bit spectrogram PNG (129 × 30) of every clip in DATA/train and DATA/test."
 
 SPLITS = ("train", "test")
-SETTINGS_FILE = "spectrograms.json"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,36 @@ class ReadOptions:
     resample: bool = False
     mixdown: bool = False
     fit: str = "strict"
+
+
+@dataclass(frozen=True)
+class SpectrogramSettings(JsonFile):
+    """ROOT/spectrograms.json (ARCHITECTURE.md §2): what made ROOT's PNGs; any change remakes them.
+
+    Files written before a field existed read as its default: the only geometry there has been.
+    """
+
+    FILE = "spectrograms.json"
+
+    mode: str
+    nfft: int = NFFT
+    noverlap: int = NOVERLAP
+    sample_rate: int = SAMPLE_RATE
+    height: int = HEIGHT
+    width: int = WIDTH
+    # The mode's own parameters (fs; floor_db, range_db, ...), top-level keys in the file.
+    params: dict = field(default_factory=dict, metadata=INLINE)
+    data_dir: str | None = None  # absolute path of DATA
+    # resample, mixdown, fit: also top-level keys.
+    read_options: ReadOptions = field(default_factory=ReadOptions, metadata=INLINE)
+
+    @classmethod
+    def for_mode(cls, mode: str, *, data_dir: Path, read: ReadOptions) -> SpectrogramSettings:
+        """The settings ``upcall spectrograms`` records for ``mode`` (see ``mode_settings``)."""
+        # plain(): tuples in the mode's parameters become lists, as a reread file has them.
+        return cls.from_json(
+            plain({**mode_settings(mode), "data_dir": str(data_dir), **asdict(read)})
+        )
 
 
 def find_clips(data_dir: Path) -> list[Path]:
@@ -81,30 +114,26 @@ def png_path(clip: Path, *, data_dir: Path, root: Path) -> Path:
     return root / clip.parent.relative_to(data_dir) / (clip.stem + ".png")
 
 
-def settings_for(data_dir: Path, *, mode: str, read: ReadOptions) -> dict:
-    """The contents of spectrograms.json: mode settings, the data directory and read options."""
-    settings = {**mode_settings(mode), "data_dir": str(data_dir), **asdict(read)}
-    return json.loads(json.dumps(settings))  # tuples → lists, as a reread file has them
-
-
-def _start(root: Path, settings: dict, pngs: Sequence[Path]) -> None:
+def _start(root: Path, settings: SpectrogramSettings, pngs: Sequence[Path]) -> None:
     """Make ROOT's PNGs answer to ``settings``: if the recorded settings differ, remove the old
     PNGs before recording the new settings, so a PNG under a settings file was made with them.
     Also removes temporaries of workers killed mid-write (a Ctrl-C terminates the pool)."""
     for split in SPLITS:
         for tmp in (root / split).glob(".*.tmp.png"):
             tmp.unlink(missing_ok=True)
-    meta = root / SETTINGS_FILE
     try:
-        old = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
+        old = SpectrogramSettings.read(root)
+    except FormatError:
+        raise  # written by a newer upcall: not ours to reset
+    except UpcallError:
+        old = None  # unreadable: remade like a change of settings
     if old == settings:
         return
-    meta.unlink(missing_ok=True)  # first, so a reset cut short is redone on the next run
+    # First, so a reset cut short is redone on the next run.
+    (root / SpectrogramSettings.FILE).unlink(missing_ok=True)
     for png in pngs:
         png.unlink(missing_ok=True)
-    atomic_write_text(meta, json.dumps(settings, indent=2) + "\n")
+    settings.write(root)
 
 
 def _up_to_date(clip: Path, png: Path) -> bool:
@@ -162,7 +191,8 @@ def make(
     pairs = [(clip, png_path(clip, data_dir=data_dir, root=root)) for clip in clips]
     report = BatchReport("clips")
     pairs = _drop_name_clashes(pairs, report)
-    _start(root, settings_for(data_dir, mode=mode, read=read), [png for _, png in pairs])
+    settings = SpectrogramSettings.for_mode(mode, data_dir=data_dir, read=read)
+    _start(root, settings, [png for _, png in pairs])
     todo = [(clip, png) for clip, png in pairs if not _up_to_date(clip, png)]
     report.ok(len(pairs) - len(todo))
     workers = workers or default_workers()

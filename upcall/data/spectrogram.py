@@ -2,12 +2,17 @@
 
 Every mode turns a 2 s, 2000 Hz clip (4000 samples) into an 8-bit image 129 rows (frequency,
 row 0 = lowest) by 30 columns (time), so the rest of the pipeline never asks which mode made it.
+Audio of any other length n >= 256 gives ``frames(n) = 1 + (n - 256) // 128`` columns (a long
+recording becomes one wide image for a detector), computed by the same code.
 
 * ``tutorial`` reproduces the DIGITS tutorial's ``preprocess-aiff.py`` pixel for pixel:
   ``matplotlib.mlab.specgram`` defaults (linear PSD) and old SciPy's per-image ``bytescale``.
+  The min–max is taken over the whole image, so a long recording's grey levels depend on its
+  loudest moment: not the same pixels as its 2 s pieces computed one by one.
 * ``enhanced`` is for a better detector: log power, contrast enhancement in the manner of the
   Kaggle winners (clip outliers, subtract the local background along time and along frequency)
-  and one fixed dB → grey mapping, so a grey level means the same thing in every image.
+  and one fixed dB → grey mapping, so a grey level means the same thing in every image. Its
+  clipping statistics are per image too; the background windows are local (≤ 41 cells).
 """
 
 from __future__ import annotations
@@ -29,16 +34,24 @@ CLIP_SAMPLES = 4000  # 2 s
 NFFT = 256
 NOVERLAP = 128
 HEIGHT = NFFT // 2 + 1  # 129 one-sided frequency bins
-WIDTH = (CLIP_SAMPLES - NFFT) // (NFFT - NOVERLAP) + 1  # 30 frames
-BLOCK = 256  # clips per FFT batch: ~30 MB of complex spectra, whatever N the caller passes
+STEP = NFFT - NOVERLAP
+WIDTH = (CLIP_SAMPLES - NFFT) // STEP + 1  # 30 frames
+BLOCK = 256 * WIDTH  # frames per FFT batch: ~30 MB of complex spectra, whatever N the caller passes
 
 
 class Mode(Protocol):
     name: ClassVar[str]
 
     def images(self, x: np.ndarray) -> np.ndarray:
-        """float64 (N, 4000) full-scale samples → uint8 (N, HEIGHT, WIDTH)."""
+        """float64 (N, n) full-scale samples → uint8 (N, HEIGHT, frames(n)), n >= NFFT."""
         ...
+
+
+def frames(n: int) -> int:
+    """Columns of the spectrogram of ``n`` samples (mlab's count: whole windows only)."""
+    if n < NFFT:
+        raise ValueError(f"audio of {n} samples is shorter than one {NFFT}-sample window")
+    return 1 + (n - NFFT) // STEP
 
 
 def power_spectrogram(x: np.ndarray, *, fs: float, exact: bool) -> np.ndarray:
@@ -49,18 +62,18 @@ def power_spectrogram(x: np.ndarray, *, fs: float, exact: bool) -> np.ndarray:
     ``exact=True`` repeats mlab's floating-point operations so the result is bit-identical;
     ``exact=False`` uses the real FFT (2-3× faster, differs in the last bits).
 
-    Returns float64 (N, HEIGHT, WIDTH).
+    Returns float64 (N, HEIGHT, frames(n)) for x of shape (N, n).
     """
     window = np.hanning(NFFT)
-    frames = np.lib.stride_tricks.sliding_window_view(x, NFFT, axis=-1)[:, :: NFFT - NOVERLAP]
-    frames = frames * window  # (N, T, NFFT)
+    segments = np.lib.stride_tricks.sliding_window_view(x, NFFT, axis=-1)[:, ::STEP]
+    segments = segments * window  # (N, T, NFFT)
     if exact:
         # mlab takes the complex FFT and multiplies conj(X) * X in complex arithmetic; the real
         # part of that product is not bit-equal to re² + im², so we do the same.
-        spec = np.fft.fft(frames, axis=-1)[..., :HEIGHT]
+        spec = np.fft.fft(segments, axis=-1)[..., :HEIGHT]
         power = (np.conj(spec) * spec).real.copy()
     else:
-        spec = np.fft.rfft(frames, axis=-1)
+        spec = np.fft.rfft(segments, axis=-1)
         power = spec.real**2 + spec.imag**2
     power[..., 1:-1] *= 2.0  # fold in the negative frequencies (all but DC and Nyquist)
     # mlab divides the complex array by fs and by sum(w²); NumPy's complex division by a real
@@ -172,35 +185,40 @@ def as_full_scale(samples: np.ndarray) -> np.ndarray:
 
 
 def compute_batch(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
-    """Spectrogram images of many clips at once.
+    """Spectrogram images of many clips of one length at once.
 
     Parameters
     ----------
-    samples : (N, 4000) clips at 2000 Hz; integer (raw PCM) or float (full scale).
+    samples : (N, n) clips at 2000 Hz, n >= 256 (4000 for the 2 s clips); integer (raw PCM)
+        or float (full scale).
     mode : a name in :data:`MODES`.
 
     Returns
     -------
-    uint8 (N, 129, 30), row 0 = lowest frequency.
+    uint8 (N, 129, frames(n)), row 0 = lowest frequency; (N, 129, 30) for 2 s clips. Each image
+    is normalised on its own (see the module docstring), whatever its length.
     """
     samples = np.asarray(samples)
-    if samples.ndim != 2 or samples.shape[1] != CLIP_SAMPLES:
-        raise ValueError(f"expected clips of shape (N, {CLIP_SAMPLES}), got {samples.shape}")
+    if samples.ndim != 2:
+        raise ValueError(f"expected clips of shape (N, n), got {samples.shape}")
+    width = frames(samples.shape[1])
     chosen = get_mode(mode)
-    out = np.empty((len(samples), HEIGHT, WIDTH), np.uint8)
-    for start in range(0, len(samples), BLOCK):
-        x = as_full_scale(samples[start : start + BLOCK])
+    out = np.empty((len(samples), HEIGHT, width), np.uint8)
+    block = max(1, BLOCK // width)  # bounded memory for long recordings too
+    for start in range(0, len(samples), block):
+        x = as_full_scale(samples[start : start + block])
         if not np.isfinite(x).all():
             raise ValueError("samples contain NaN or infinity")
-        out[start : start + BLOCK] = chosen.images(x)
+        out[start : start + block] = chosen.images(x)
     return out
 
 
 def compute(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
-    """Spectrogram image of one clip of 4000 samples: uint8 (129, 30)."""
+    """Spectrogram image of one clip of n >= 256 samples: uint8 (129, frames(n)); (129, 30)
+    for a 2 s clip."""
     samples = np.asarray(samples)
     if samples.ndim != 1:
-        raise ValueError(f"expected one clip of shape ({CLIP_SAMPLES},), got {samples.shape}")
+        raise ValueError(f"expected one clip of shape (n,), got {samples.shape}")
     return compute_batch(samples[None], mode=mode)[0]
 
 

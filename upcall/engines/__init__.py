@@ -1,67 +1,102 @@
-"""Training engines behind one interface.
+"""Training engines behind one interface (:class:`upcall.engines.base.Engine`).
 
 An engine takes a job directory made by ``upcall nets`` (solver.prototxt, train_val.prototxt,
 deploy.prototxt, config.json), trains it, and writes the job directory of ARCHITECTURE.md §6
-through :class:`upcall.results.jobdir.JobWriter`. Reports and classification read that directory and
-never ask which engine made it.
+through the shared run loop (:mod:`upcall.engines.loop`). Reports and classification read that
+directory and never ask which engine made it.
 
-Engines register here by name; the module is imported only when the engine is asked for, so
-``upcall --help`` does not import torch.
+Each engine registers a light module here, which declares its options (a dataclass deriving from
+:class:`EngineOptions`, with its command-line flags) and ``create(options) -> Engine``; the
+engine itself is imported only when created, so ``upcall --help`` and ``--engine caffe`` do not
+import torch.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import importlib
-import os
-from pathlib import Path
-from typing import Protocol
+from types import ModuleType
 
+from upcall.engines.base import Engine, EngineOptions, JobStatus, local_status
 from upcall.errors import UpcallError
 
-# OpenMP worker threads that spin between parallel regions lose badly when the cores are shared
-# (measured on 2 busy cores: 0.53 s per WhaleNet update passive, 2.3 s spinning). libgomp reads
-# this once, when torch is first imported, which every engine does after this; a value the user
-# set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "Engine",
+    "EngineOptions",
+    "JobStatus",
+    "add_engine_arguments",
+    "get_engine",
+    "local_status",
+    "options_from_args",
+]
 
-
-class Engine(Protocol):
-    """Trains one job directory and returns the summary it wrote to summary.json.
-
-    ``resume``: continue from the latest snapshot in the job directory.
-    ``gpu``: device index, or None for the CPU.
-    ``threads``: CPU threads, or None for all available cores.
-    An interrupted run (SIGINT) stops at the end of an iteration with a snapshot and raises
-    :class:`Interrupted`.
-    """
-
-    name: str
-
-    def train(
-        self, job: Path, *, resume: bool = False, gpu: int | None = None, threads: int | None = None
-    ) -> dict: ...
-
-
-class Interrupted(UpcallError):
-    """Training stopped on request after writing a snapshot; ``--resume`` continues it."""
-
-
-# name -> "module:factory"; the factory takes no arguments and returns an Engine
+# name -> module declaring ``Options`` (an EngineOptions dataclass) and ``create(options)``
 ENGINES: dict[str, str] = {
-    "torch": "upcall.engines.torch.engine:TorchEngine",
-    "caffe": "upcall.engines.caffe.engine:CaffeEngine",
+    "torch": "upcall.engines.torch.options",
+    "caffe": "upcall.engines.caffe.options",
 }
+DEFAULT_ENGINE = "torch"
 
 
-def get_engine(name: str) -> Engine:
-    """The engine registered under ``name`` (UpcallError naming the known ones otherwise)."""
+def declaration(name: str) -> ModuleType:
+    """The module registered for engine ``name`` (UpcallError naming the known ones otherwise)."""
     if name not in ENGINES:
         raise UpcallError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}")
-    module_name, factory = ENGINES[name].split(":")
+    return importlib.import_module(ENGINES[name])
+
+
+def get_engine(name: str, options: EngineOptions | None = None, **fields: object) -> Engine:
+    """The engine ``name`` with ``options`` (or its options made from ``fields``: gpu=0 ...)."""
+    module = declaration(name)
+    if options is None:
+        options = module.Options(**fields)
+    elif not isinstance(options, module.Options):
+        raise TypeError(f"engine {name!r} takes {module.Options.__name__}, not {options!r}")
     try:
-        module = importlib.import_module(module_name)
+        return module.create(options)
     except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise UpcallError(f"engine {name!r} is not installed in this build ({module_name})") from e
-    return getattr(module, factory)()
+        raise UpcallError(f"engine {name!r} cannot run in this build: {e.name} is missing") from e
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, the common ``--gpu`` / ``--threads``, and each engine's own flags."""
+    parser.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        choices=sorted(ENGINES),
+        help=f"training engine (default {DEFAULT_ENGINE}); torch: embedded PyTorch, "
+        "caffe: real Caffe",
+    )
+    parser.add_argument(
+        "--gpu", type=int, metavar="N", help="train on CUDA device N (default: CPU)"
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads (default: all available cores)"
+    )
+    for name in ENGINES:
+        options = declaration(name).Options
+        if _own_fields(options):
+            options.add_arguments(parser.add_argument_group(f"with --engine {name}"))
+
+
+def options_from_args(args: argparse.Namespace) -> EngineOptions:
+    """The chosen engine's options from parsed flags; another engine's flag is a usage error."""
+    options = declaration(args.engine).Options
+    mine = {f.name for f in dataclasses.fields(options)}
+    for name in ENGINES:
+        for field in _own_fields(declaration(name).Options):
+            if field.name not in mine and getattr(args, field.name, None) not in (
+                None,
+                field.default,
+            ):
+                flag = "--" + field.name.replace("_", "-")
+                raise UpcallError(f"{flag} is an option of --engine {name}, not {args.engine}")
+    return options(**{name: getattr(args, name) for name in mine if hasattr(args, name)})
+
+
+def _own_fields(options: type[EngineOptions]) -> list[dataclasses.Field]:
+    common = {f.name for f in dataclasses.fields(EngineOptions)}
+    return [f for f in dataclasses.fields(options) if f.name not in common]

@@ -3,20 +3,26 @@
 Every engine reads a job the same way (ARCHITECTURE.md §5): ``solver.prototxt`` names the net;
 Data-layer sources and mean files resolve against the job directory, as Caffe resolves them when
 it runs there; ``config.json`` adds the network name, the seed and the dataset (for class names).
+Torch-free, so ``--engine caffe`` (and a remote engine) neither loads nor needs torch; the torch
+engine resolves the Data layers' transforms (:attr:`DataSpec.transform`) when it feeds them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from upcall.data.lists import read_labels
-from upcall.engines.torch.data import Transform
-from upcall.engines.torch.net import filter_net
 from upcall.errors import UpcallError
-from upcall.fsutil import read_json
+from upcall.model.jobconfig import JobConfig
+from upcall.model.netstate import filter_net
 from upcall.proto import caffe_pb2, read_text
+
+if TYPE_CHECKING:
+    from upcall.engines.torch.data import Transform
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
@@ -27,8 +33,16 @@ class DataSpec:
 
     source: Path
     batch_size: int
-    transform: Transform
+    transform_param: caffe_pb2.TransformationParameter
+    base: Path  # what a relative mean_file resolves against: the job directory
     tops: tuple[str, ...]  # (data, label)
+
+    @cached_property
+    def transform(self) -> Transform:
+        """The transform, resolved (mean loaded); imports torch, which only feeding needs."""
+        from upcall.engines.torch.data import Transform
+
+        return Transform.from_param(self.transform_param, base=self.base)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,8 @@ def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec |
     return DataSpec(
         source=job / p.source,
         batch_size=int(p.batch_size),
-        transform=Transform.from_param(lay.transform_param, base=job),
+        transform_param=lay.transform_param,
+        base=job,
         tops=tuple(lay.top),
     )
 
@@ -82,11 +97,11 @@ def load_job(job: Path) -> JobSpec:
     train = _data_spec(net, TRAIN, job)
     if train is None:
         raise UpcallError(f"{job / solver.net}: no Data layer for the TRAIN phase")
-    config = _read_config(job)
+    config = JobConfig.read(job) or JobConfig(network=net.name)
     # Caffe's meaning: a solver random_seed wins; `upcall nets` without --seed records null
-    seed = solver.random_seed if solver.random_seed >= 0 else int(config.get("seed") or 0)
-    dataset = Path(config.get("dataset") or "")
-    names = read_labels(dataset / "labels.txt") if (dataset / "labels.txt").is_file() else None
+    seed = solver.random_seed if solver.random_seed >= 0 else int(config.seed or 0)
+    labels = config.dataset_path() / "labels.txt" if config.dataset else None
+    names = read_labels(labels) if labels is not None and labels.is_file() else None
     return JobSpec(
         job=job,
         solver=solver,
@@ -94,14 +109,10 @@ def load_job(job: Path) -> JobSpec:
         train_data=train,
         test_data=_data_spec(net, TEST, job),
         class_names=tuple(names or ("not-whale", "whale")),
-        network=str(config.get("network", net.name)),
+        network=config.network,
         seed=seed,
         prefix=job / (solver.snapshot_prefix or "snapshot"),
     )
-
-
-def _read_config(job: Path) -> dict:
-    return read_json(job / "config.json") or {}
 
 
 def snapshots(

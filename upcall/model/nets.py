@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from upcall import __version__
+from upcall.data.dataset import DatasetManifest
 from upcall.data.lists import read_labels
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir
+from upcall.model.jobconfig import JobConfig
 from upcall.model.networks import NETWORKS, get
 from upcall.model.networks.prepare import DataSource, prepare
 from upcall.model.shapes import cost, infer_shapes
@@ -49,7 +51,7 @@ class DatasetInfo:
     val_count: int
     labels: tuple[str, ...]
     size: str  # "256x256" or "native"
-    info: dict = field(default_factory=dict, compare=False)  # dataset.json as read
+    info: dict = field(default_factory=dict, compare=False)  # dataset.json as read (to_json())
 
     def source(self) -> DataSource:
         return DataSource(
@@ -67,35 +69,25 @@ class DatasetInfo:
 def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
     """Read DATASET/dataset.json (ARCHITECTURE.md §4), checking the LMDBs and mean it names."""
     folder = Path(folder).resolve()
-    path = folder / "dataset.json"
+    info = DatasetManifest.require(folder, f"is {folder} a dataset made by `upcall lmdb`?")
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        image, counts = info["image"], info["counts"]
         ds = DatasetInfo(
             str(folder),
-            int(image["height"]),
-            int(image["width"]),
-            int(image["channels"]),
-            _count(counts["train"]),
-            _count(counts["val"]),
-            tuple(info.get("labels") or read_labels(Path(folder) / "labels.txt")),
-            str(info["size"]),
-            info,
+            info.image.height,
+            info.image.width,
+            info.image.channels,
+            info.count("train"),
+            info.count("val"),
+            info.labels or tuple(read_labels(folder / "labels.txt")),
+            info.size,
+            info.to_json(),
         )
-    except FileNotFoundError:
-        raise UpcallError(
-            f"{path}: not found; is {folder} a dataset made by `upcall lmdb`?"
-        ) from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise UpcallError(f"{path}: not a valid dataset.json ({type(e).__name__}: {e})") from None
+    except KeyError as e:
+        raise UpcallError(f"{folder / info.FILE}: no image count for {e}") from None
     for part in ("train_db", "val_db", "mean.binaryproto"):
         if not (folder / part).exists():
             raise UpcallError(f"{folder / part}: missing; rebuild the dataset with `upcall lmdb`")
     return ds
-
-
-def _count(value) -> int:
-    return sum(value.values()) if isinstance(value, dict) else int(value)
 
 
 def tutorial_dataset(size: str, path: str) -> DatasetInfo:
@@ -159,28 +151,28 @@ def make_job(
     )
     solver = make_solver(settings, **sizes)
     macs, params = cost(deploy, infer_shapes(deploy, {}))
-    config = {
-        "network": name,
-        "network_source": origin,
-        "base_lr": settings.base_lr,
-        "epochs": settings.epochs,
-        "batch_size": sizes["batch_size"],
-        "val_batch_size": sizes["val_batch_size"],
-        "dataset": dataset.path,
-        "dataset_info": dataset.info,
-        "solver": asdict(settings),
-        "schedule": asdict(schedule(settings, **sizes)),
-        "seed": settings.seed,
-        "deploy_input": list(deploy.layer[0].input_param.shape[0].dim),
-        "multiply_adds_per_image": macs,
-        "parameters": params,
-        "upcall_version": __version__,
-    }
+    config = JobConfig(
+        network=name,
+        network_source=origin,
+        base_lr=settings.base_lr,
+        epochs=settings.epochs,
+        batch_size=sizes["batch_size"],
+        val_batch_size=sizes["val_batch_size"],
+        dataset=dataset.path,
+        dataset_info=dataset.info,
+        solver=asdict(settings),
+        schedule=asdict(schedule(settings, **sizes)),
+        seed=settings.seed,
+        deploy_input=tuple(deploy.layer[0].input_param.shape[0].dim),
+        multiply_adds_per_image=macs,
+        parameters=params,
+        upcall_version=__version__,
+    )
     files = {
         "solver.prototxt": to_text(solver),
         "train_val.prototxt": to_text(train_val),
         "deploy.prototxt": to_text(deploy),
-        "config.json": json.dumps(config, indent=2) + "\n",
+        "config.json": json.dumps(config.to_json(), indent=2) + "\n",
     }
     return Job(f"{name}-lr{settings.base_lr:g}", files)
 

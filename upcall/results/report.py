@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_text, read_json
+from upcall.fsutil import atomic_write_text
+from upcall.model.jobconfig import JobConfig
 from upcall.plotting import pyplot, save_png
-from upcall.results.jobdir import SUMMARY, read_metrics, read_summary, scale_loss_axis
+from upcall.results.curves import scale_loss_axis
+from upcall.results.records import SUMMARY, read_metrics, read_summary, validation_records
 
 HELP = "compare trained jobs: a table of final/best validation results and a comparison plot"
 
@@ -66,28 +68,28 @@ def _is_job(path: Path) -> bool:
 def job_row(job: Path) -> Row:
     """The table row of one trained job."""
     summary = read_summary(job)
-    final, best = summary.get("final") or {}, summary.get("best") or {}
+    final, best = summary.final, summary.best
     return Row(
         job=job.name,
-        network=summary["network"],
-        engine=summary["engine"],
+        network=summary.network,
+        engine=summary.engine,
         base_lr=_base_lr(job),
-        epochs=summary["epochs"],
-        final_accuracy=final.get("val_accuracy"),
-        final_auc=final.get("val_auc"),
-        final_loss=final.get("val_loss"),
-        best_accuracy=best.get("val_accuracy"),
-        best_auc=best.get("val_auc"),
-        best_loss=best.get("val_loss"),
-        images_per_second=summary.get("train_images_per_second"),
-        wall_seconds=summary["wall_seconds"],
+        epochs=summary.epochs,
+        final_accuracy=final and final.val_accuracy,
+        final_auc=final and final.val_auc,
+        final_loss=final and final.val_loss,
+        best_accuracy=best and best.val_accuracy,
+        best_auc=best and best.val_auc,
+        best_loss=best and best.val_loss,
+        images_per_second=summary.train_images_per_second,
+        wall_seconds=summary.wall_seconds,
     )
 
 
 def _base_lr(job: Path) -> float | None:
-    config = read_json(job / "config.json")
+    config = JobConfig.read(job)
     if config is not None:
-        return config.get("base_lr")
+        return config.base_lr
     solver = job / "solver.prototxt"
     if solver.exists():
         from upcall.proto import caffe_pb2, read_text
@@ -154,17 +156,21 @@ def plot_comparison(jobs: list[Path], out: Path) -> None:
     fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     all_tests = []
     for job in jobs:
-        tests = [r for r in read_metrics(job) if r["kind"] == "test"]
+        tests = validation_records(read_metrics(job))
         all_tests += tests
-        epochs = [r["epoch"] for r in tests]
-        ax_auc.plot(epochs, [r["val_auc"] for r in tests], marker=".", label=job.name)
-        ax_loss.plot(epochs, [r["val_loss"] for r in tests], marker=".", label=job.name)
+        epochs = [r.epoch for r in tests]
+        ax_auc.plot(epochs, [_nan(r.val_auc) for r in tests], marker=".", label=job.name)
+        ax_loss.plot(epochs, [_nan(r.val_loss) for r in tests], marker=".", label=job.name)
     ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
     scale_loss_axis(ax_loss, [], all_tests)
     ax_auc.legend(fontsize="small")
     fig.tight_layout()
     save_png(fig, out, dpi=80)
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value  # a gap in the line
 
 
 def make_report(paths: list[Path], *, out: Path) -> list[Row]:
@@ -180,8 +186,8 @@ def make_report(paths: list[Path], *, out: Path) -> list[Row]:
             rows.append(job_row(job))
             trained.append(job)
             batch.ok()
-        except (UpcallError, KeyError) as e:
-            batch.fail(job, str(e) if isinstance(e, UpcallError) else f"summary.json lacks {e}")
+        except UpcallError as e:
+            batch.fail(job, str(e))
     if rows:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "report.csv", csv_table(rows))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text, read_json
+from upcall.results.records import Summary
 
 HELP = "run the whole workflow on synthetic data: clips → spectrograms → LMDB → WhaleNet → report"
 
@@ -52,17 +53,16 @@ def _check_settings(out: Path, settings: DemoSettings) -> None:
     atomic_write_text(path, json.dumps(now, indent=2) + "\n")
 
 
-def result_line(summary: dict) -> str:
+def result_line(summary: Summary) -> str:
     """The last validation figures; AUC is n/a when the validation set had a single class."""
-    final = summary.get("final") or {}
 
     def fmt(key: str) -> str:
-        value = final.get(key)
+        value = getattr(summary.final, key, None)
         return "n/a" if value is None else f"{value:.4f}"
 
     return (
         f"validation AUC: {fmt('val_auc')} (accuracy {fmt('val_accuracy')}) after "
-        f"{summary['epochs']:.2f} epochs in {summary['wall_seconds']:.0f} s"
+        f"{summary.epochs:.2f} epochs in {summary.wall_seconds:.0f} s"
     )
 
 
@@ -97,11 +97,13 @@ def run_demo(
     folder = jobs / job.name
     if _step(f"5/7 {s.network} job in {folder}", (folder / "solver.prototxt").exists()):
         write_job(job, jobs)
-    summary_path = folder / "summary.json"
+    summary_path = folder / Summary.FILE
     if _step(
         f"6/7 training {s.network} for {s.epochs} epochs (torch engine)", summary_path.exists()
     ):
-        train_pending(folder, threads=threads)
+        from upcall.engines import get_engine
+
+        train_pending(folder, get_engine("torch", threads=threads))
     _step(f"7/7 model comparison in {out}", False)
     make_report([jobs], out=out)
     from upcall.results.jobdir import read_summary

@@ -12,29 +12,33 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from upcall.errors import BatchReport, UpcallError
+from upcall.errors import BatchReport, Interrupted, UpcallError
+
+if TYPE_CHECKING:
+    from upcall.engines import Engine
 
 HELP = (
     "train every (network, learning rate) job on a dataset and compare them (the tutorial's sweep)"
 )
 
 
-def train_pending(
-    job: Path, *, engine: str = "torch", threads: int | None = None, gpu: int | None = None
-) -> bool:
-    """Train ``job`` unless it has a summary; resume from its snapshot if it has one.
+def train_pending(job: Path, engine: Engine) -> str:
+    """Train ``job`` as the engine sees it: new ones from scratch, interrupted ones from their
+    snapshot; done ones and ones running elsewhere are left alone.
 
-    Returns whether any training ran.
+    Returns what happened: "trained", "already trained" or "running elsewhere".
     """
-    from upcall.engines import get_engine
-    from upcall.engines.jobspec import snapshots
+    from upcall.engines import JobStatus
 
-    if (job / "summary.json").exists():
-        return False
-    resume = bool(snapshots(job, prefix=None, suffix=".solverstate"))
-    get_engine(engine).train(job, resume=resume, gpu=gpu, threads=threads)
-    return True
+    status = engine.status(job)
+    if status is JobStatus.DONE:
+        return "already trained"
+    if status is JobStatus.RUNNING:
+        return "running elsewhere"
+    engine.train(job, resume=status is JobStatus.RESUMABLE)
+    return "trained"
 
 
 def write_jobs(
@@ -69,46 +73,41 @@ def write_jobs(
 def same_job(folder: Path, files: dict[str, str]) -> bool:
     """Whether ``folder`` holds ``files`` already; config.json's upcall_version may differ, so a
     new upcall release keeps the jobs an older one trained."""
+    from upcall.model.jobconfig import JobConfig
+
     for name, text in files.items():
         path = folder / name
         if not path.is_file():
             return False
         old = path.read_text(encoding="utf-8")
-        if name == "config.json":
+        if name == JobConfig.FILE:  # compared as settings: upcall_version does not count
             try:
-                old, text = (_unversioned(json.loads(x)) for x in (old, text))
-            except json.JSONDecodeError:
+                old, text = (JobConfig.from_json(json.loads(x), source=path) for x in (old, text))
+            except (json.JSONDecodeError, UpcallError):
                 return False
         if old != text:
             return False
     return True
 
 
-def _unversioned(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "upcall_version"}
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    from upcall.engines import ENGINES
+    from upcall.engines import add_engine_arguments
 
     parser.add_argument("--dataset", required=True, help="dataset folder made by `upcall lmdb`")
     parser.add_argument("--networks", default="alexnet", help="comma-separated (default alexnet)")
     parser.add_argument("--lr", default="0.001,0.005,0.01,0.05", help="comma-separated rates")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--engine", default="torch", choices=sorted(ENGINES), help="training engine (default torch)"
-    )
-    parser.add_argument("--threads", type=int, help="CPU threads per training run")
-    parser.add_argument("--gpu", type=int, metavar="N", help="train on CUDA device N")
     parser.add_argument("--out", required=True, type=Path, help="folder for the job folders")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from upcall.engines import Interrupted
+    from upcall.engines import JobStatus, get_engine, options_from_args
     from upcall.model.nets import parse_lrs
     from upcall.results.report import make_report
 
+    engine = get_engine(args.engine, options_from_args(args))
     out = args.out.resolve()
     report = BatchReport("jobs")
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
@@ -125,16 +124,15 @@ def run(args: argparse.Namespace) -> int:
     for folder in folders:
         print(f"{folder.name}: ", end="", flush=True)
         try:
-            ran = train_pending(folder, engine=args.engine, threads=args.threads, gpu=args.gpu)
-            print("trained" if ran else "already trained")
+            print(train_pending(folder, engine))
             report.ok()
-        except Interrupted:  # Ctrl-C stops the sweep, not just this job
-            print("interrupted")
+        except Interrupted:  # Ctrl-C stops the sweep, not just this job; the CLI says so
+            print(flush=True)
             raise
         except UpcallError as e:
             print("failed")
             report.fail(folder, str(e))
-    trained = [f for f in folders if (f / "summary.json").exists()]
+    trained = [f for f in folders if engine.status(f) is JobStatus.DONE]
     if trained:
         make_report(trained, out=out)
     report.finish()

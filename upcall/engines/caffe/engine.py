@@ -1,194 +1,157 @@
 """The caffe engine: real Caffe 1.0 trains the job, as DIGITS runs it.
 
 ``caffe train --solver=... `` runs with cwd = the job directory; its log is kept whole in
-caffe_output.log and parsed as it comes (DIGITS's rules: glog lines, ``Iteration N ... loss``,
-``Iteration N, lr``, ``Test net output``, ``Snapshotting``) into the shared job directory.
-Caffe's log gives a test's mean loss and accuracy only, so the validation records (AUC, recall)
-come from pycaffe scoring the validation set with the weights of that iteration: Caffe's snapshot
-N (a test at N uses exactly the weights snapshot N holds) and, for the test at iteration 0, the
-initial weights, made with the solver's seed and handed to Caffe with ``--weights``.
+caffe_output.log and parsed as it comes (:mod:`upcall.engines.caffe.log`) into events for the
+shared run loop (:mod:`upcall.engines.loop`), which writes the job directory. Caffe's log gives a
+test's mean loss and accuracy only, so the loop has the validation records (AUC, recall) scored
+by pycaffe with the weights of that iteration (:meth:`_Run.score`): Caffe's snapshot N (a test
+at N uses exactly the weights snapshot N holds) and, for the test at iteration 0, the initial
+weights, made with the solver's seed and handed to Caffe with ``--weights``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import signal
 import subprocess
 import tempfile
-import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from upcall.data.datum import open_db
-from upcall.engines import Interrupted
+from upcall.engines.base import JobStatus, local_status
 from upcall.engines.caffe import root as caffe
+from upcall.engines.caffe.log import LogState
+from upcall.engines.caffe.options import Options
+from upcall.engines.jobspec import JobSpec, classifier_head, load_job, resume_point
+from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
-from upcall.progress import progress
+from upcall.parallel import default_workers
 from upcall.proto import caffe_pb2, to_text
-from upcall.results.jobdir import JobWriter
+from upcall.results.records import Summary
+
+__all__ = ["CAFFE_LOG", "INIT_WEIGHTS", "SOLVER", "CaffeEngine", "LogState"]
 
 CAFFE_LOG = "caffe_output.log"  # DIGITS's name for Caffe's own log
 SOLVER = "caffe_solver.prototxt"  # the job's solver with the device this run uses
 INIT_WEIGHTS = "init_weights.caffemodel"  # iteration-0 weights, for the first validation record
-
-# glog: "I1124 09:03:03.986 22488 solver.cpp:239] message" (DIGITS's prefix rule)
-_GLOG = re.compile(r"^([IWEF])\d{4} \S+\s+\d+ \S+\] (.*)$")
-_TRAIN = re.compile(r"^Iteration (\d+) \((\S+) iter/s, (\S+)s/(\d+) iters\), loss = (\S+)$")
-_LR = re.compile(r"^Iteration (\d+), lr = (\S+)$")
-_TEST = re.compile(r"^Iteration (\d+), Testing net \(#0\)$")
-_OUTPUT = re.compile(r"^Test net output #\d+: (\S+) = (\S+)")
-_SNAPSHOT = re.compile(r"^Snapshotting to binary proto file (\S+)$")
-
-
-@dataclass
-class LogState:
-    """What Caffe's log has said so far; :meth:`feed` takes one line at a time."""
-
-    pending_loss: dict[int, float] = field(default_factory=dict)  # display loss awaiting its lr
-    train: list[tuple[int, float, float]] = field(default_factory=list)  # (iter, loss, lr)
-    tests: dict[int, dict[str, float]] = field(default_factory=dict)  # iter -> test outputs
-    snapshots: list[str] = field(default_factory=list)
-    timed: tuple[float, int] = (0.0, 0)  # (seconds, iterations) of Caffe's display intervals
-    stopped_early: bool = False
-    fatal: str | None = None
-    _testing: int | None = None  # the iteration of the latest "Testing net" line
-
-    def feed(self, line: str) -> tuple[int, float, float] | None:
-        """Parse one log line; returns a new (iter, loss, lr) display point when one completes."""
-        m = _GLOG.match(line.rstrip())
-        if not m:
-            return None
-        level, text = m.group(1), m.group(2).strip()
-        if level in "EF":
-            self.fatal = line.strip()
-        if (out := _OUTPUT.match(text)) and self._testing is not None:
-            self.tests[self._testing][out.group(1)] = float(out.group(2))
-            return None
-        # Other threads' lines (data prefetching) interleave with a test's outputs, so outputs
-        # belong to the latest "Testing net" line.
-        if t := _TEST.match(text):
-            self._testing = int(t.group(1))
-            self.tests[self._testing] = {}
-        elif t := _TRAIN.match(text):
-            it, seconds, n = int(t.group(1)), float(t.group(3)), int(t.group(4))
-            self.pending_loss[it] = float(t.group(5))
-            if it > 0:  # the first display's timer started before the solver did
-                self.timed = (self.timed[0] + seconds, self.timed[1] + n)
-        elif (t := _LR.match(text)) and int(t.group(1)) in self.pending_loss:
-            it = int(t.group(1))
-            point = (it, self.pending_loss.pop(it), float(t.group(2)))
-            self.train.append(point)
-            return point
-        elif t := _SNAPSHOT.match(text):
-            self.snapshots.append(t.group(1))
-        elif text.startswith("Optimization stopped early"):
-            self.stopped_early = True
-        return None
+# glog's settings for the child, whatever the user's environment says: every INFO line, to
+# stderr, with the "I1124 09:03:03.986 22488 solver.cpp:239] " prefix the log parser reads.
+GLOG_ENV = {
+    "GLOG_logtostderr": "1",
+    "GLOG_log_prefix": "1",
+    "GLOG_minloglevel": "0",
+    "GLOG_colorlogtostderr": "0",
+}
+_SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.caffemodel$")
 
 
 class CaffeEngine:
-    """Trains a job with real Caffe (the bullseye root, or ``UPCALL_CAFFE``)."""
+    """Trains a job with real Caffe (the bullseye root, ``--caffe-bin`` or ``UPCALL_CAFFE``)."""
 
     name = "caffe"
 
-    def train(
-        self, job: Path, *, resume: bool = False, gpu: int | None = None, threads: int | None = None
-    ) -> dict:
-        from upcall.engines.jobspec import load_job, resume_point
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
 
-        caffe.require_caffe()
-        if gpu is not None and not os.environ.get("UPCALL_CAFFE"):
+    def train(self, job: Path, *, resume: bool = False) -> Summary:
+        o = self.options
+        caffe.require_caffe(caffe_bin=o.caffe_bin)
+        if o.gpu is not None and caffe.own_caffe(o.caffe_bin) is None:
             raise UpcallError(
-                f"--gpu {gpu}: the bundled Caffe is Debian's CPU build; point "
-                "UPCALL_CAFFE at a CUDA build of Caffe to train on a GPU"
+                f"--gpu {o.gpu}: the bundled Caffe is Debian's CPU build; point --caffe-bin "
+                "(or UPCALL_CAFFE) at a CUDA build of Caffe to train on a GPU"
             )
         spec = load_job(job)
         start = resume_point(spec) if resume else 0
-        return _Run(spec, gpu=gpu, threads=threads).solve(start)
+        return run_training(spec, _Run(spec, o), start=start)
+
+    def status(self, job: Path) -> JobStatus:
+        return local_status(job)
 
 
 class _Run:
-    """One `caffe train` run of a job: its arguments, the live log, the validation scoring."""
+    """One `caffe train` run of a job (a Transport): its arguments, the live log, the scoring."""
 
-    def __init__(self, spec, *, gpu: int | None, threads: int | None) -> None:
-        from upcall.engines.jobspec import classifier_head
+    engine = "caffe"
 
-        self.spec, self.gpu, self.threads = spec, gpu, threads
+    def __init__(self, spec: JobSpec, options: Options) -> None:
+        self.spec, self.options = spec, options
         s = spec.solver
         with open_db(spec.train_data.source) as env:
             self.train_count = env.stat()["entries"]
-        self.images_per_iter = spec.train_data.batch_size * max(1, s.iter_size)
         self.binds = _binds(spec)
         tests = spec.test_data is not None and len(s.test_iter) and s.test_interval > 0
         self.head = classifier_head(spec.net) if tests else None  # (scores, label) -> loss
+        self.device_name = "cpu" if options.gpu is None else f"cuda:{options.gpu}"
+        self.threads = options.threads or default_workers()
+        self.state = LogState()
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False
 
-    def epoch(self, it: int) -> float:
-        return it * self.images_per_iter / self.train_count
-
-    def solve(self, start: int) -> dict:
-        from upcall.engines.jobspec import snapshot_names
-
-        spec, s = self.spec, self.spec.solver
-        started = time.perf_counter()
-        writer = JobWriter(spec.job, class_names=list(spec.class_names), start_iter=start)
+    def run(self, start: int) -> Iterator[Event]:
+        spec, state = self.spec, self.state
         args = self._arguments(start)
-        writer.log(f"caffe engine: {' '.join(caffe.tool_command('caffe', *args))}")
-        state = LogState()
+        yield Log(f"caffe engine: {' '.join(self._command(args))}")
         with open(spec.job / CAFFE_LOG, "a" if start else "w", encoding="utf-8") as log:
-            returncode = self._run_caffe(args, state, log, writer, start)
+            returncode = yield from self._run_caffe(args, log)
         if returncode != 0 or (state.fatal and state.fatal.startswith("F")):
-            writer.close()
             raise UpcallError(
                 f"{spec.job / CAFFE_LOG}: caffe train failed (exit status "
                 f"{returncode}): {state.fatal or 'see the log'}"
             )
-        self._validate(state, writer, start)
-        if state.stopped_early:
-            writer.close()
-            raise Interrupted(
-                f"{spec.job}: stopped with a snapshot; continue with: "
-                f"upcall train {spec.job} --engine caffe --resume"
+        if not state.glog_lines and start < spec.solver.max_iter:
+            raise UpcallError(
+                f"{spec.job / CAFFE_LOG}: caffe train printed no glog line upcall can read "
+                f"(expected {GLOG_ENV}); no metrics were recorded"
             )
-        seconds, iters = state.timed
-        return writer.finish(
-            {
-                "engine": "caffe",
-                "network": spec.network,
-                "iterations": int(s.max_iter),
-                "epochs": round(self.epoch(int(s.max_iter)), 6),
-                "wall_seconds": round(time.perf_counter() - started, 3),
-                "train_images_per_second": round(iters * self.images_per_iter / seconds, 2)
-                if seconds > 0
-                else None,
-                "device": "cpu" if self.gpu is None else f"cuda:{self.gpu}",
-                "threads": self.threads,
-                "resumed_from": start or None,
-                "snapshots": snapshot_names(spec),
-            }
+        self.stopped = state.stopped_early
+        if self.head is not None:  # AUC and recall need the classifier head's scores
+            for it, outputs in sorted(state.tests.items()):
+                yield Tested(iter=it, outputs=outputs)
+
+    def stop(self) -> None:
+        # Caffe's default SIGINT effect: snapshot, then stop ("Optimization stopped early")
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+
+    def timing(self) -> tuple[float, int]:
+        return self.state.timed
+
+    def initial_weights(self) -> Path | None:
+        return self.spec.job / INIT_WEIGHTS
+
+    def _command(self, args: list[str]) -> list[str]:
+        return caffe.tool_command(
+            "caffe", *args, binds=self.binds, cwd=self.spec.job, caffe_bin=self.options.caffe_bin
         )
 
     def _arguments(self, start: int) -> list[str]:
-        spec = self.spec
+        spec, gpu = self.spec, self.options.gpu
         solver = caffe_pb2.SolverParameter()
         solver.CopyFrom(spec.solver)
-        if self.gpu is None:
+        if gpu is None:
             solver.solver_mode = caffe_pb2.SolverParameter.CPU
         atomic_write_text(spec.job / SOLVER, to_text(solver))
         args = ["train", f"--solver={SOLVER}"]
-        if self.gpu is not None:
-            args.append(f"--gpu={self.gpu}")
+        if gpu is not None:
+            args.append(f"--gpu={gpu}")
         if start:
             args.append(f"--snapshot={spec.snapshot_path(start, '.solverstate')}")
         elif self.head is not None and solver.test_initialization:
             self._initial_weights()
             args.append(f"--weights={INIT_WEIGHTS}")
         return args
+
+    def _pycaffe(self, script: str) -> object:
+        return caffe.run_pycaffe(
+            script, binds=self.binds, cwd=self.spec.job, caffe_bin=self.options.caffe_bin
+        )
 
     def _initial_weights(self) -> None:
         spec = self.spec
@@ -197,22 +160,20 @@ class _Run:
             "net": str(spec.job / spec.solver.net),
             "out": str(spec.job / INIT_WEIGHTS),
         }
-        script = _INIT_SCRIPT.replace("PARAMS", repr(json.dumps(params)))
         try:
-            caffe.run_pycaffe(script, binds=self.binds, cwd=spec.job)
+            self._pycaffe(_INIT_SCRIPT.replace("PARAMS", repr(json.dumps(params))))
         except UpcallError as e:
             raise UpcallError(f"{params['net']}: Caffe cannot build the TRAIN net: {e}") from e
 
-    def _run_caffe(self, args, state: LogState, log, writer: JobWriter, start: int) -> int:
-        """Run Caffe, teeing its log to ``log`` and its display points to ``writer``."""
-        env = {**os.environ, "GLOG_logtostderr": "1"}
-        if self.threads:
-            env.update(OPENBLAS_NUM_THREADS=str(self.threads), OMP_NUM_THREADS=str(self.threads))
-        command = caffe.tool_command("caffe", *args, binds=self.binds, cwd=self.spec.job)
-        # Its own process group, so Ctrl-C reaches Caffe once, from us: Caffe then snapshots
-        # and stops (its default SIGINT effect), and we still record what it did.
-        proc = subprocess.Popen(
-            command,
+    def _run_caffe(self, args: list[str], log) -> Iterator[Event]:
+        """Run Caffe, teeing its log to ``log``; yields its display points and snapshots and
+        returns its exit status."""
+        env = {**os.environ, **GLOG_ENV}
+        env.update(OPENBLAS_NUM_THREADS=str(self.threads), OMP_NUM_THREADS=str(self.threads))
+        # Its own process group, so Ctrl-C reaches Caffe once, from us (stop()): Caffe then
+        # snapshots and stops, and we still record what it did.
+        self.proc = proc = subprocess.Popen(
+            self._command(args),
             cwd=self.spec.job,
             env=env,
             stdout=subprocess.PIPE,
@@ -221,66 +182,43 @@ class _Run:
             bufsize=1,
             start_new_session=True,
         )
-        previous = signal.signal(signal.SIGINT, lambda *_: os.killpg(proc.pid, signal.SIGINT))
-        bar = progress(total=self.spec.solver.max_iter, desc=self.spec.job.name, unit="iter")
-        bar.update(start)
+        state = self.state
         try:
             for line in proc.stdout:
                 log.write(line)
+                snapshots = len(state.snapshots)
                 point = state.feed(line)
-                if point is None:
-                    continue
-                it, loss, lr = point
-                if not math.isfinite(loss):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait()
-                    raise UpcallError(
-                        f"{self.spec.job}: training loss became {loss} at iteration "
-                        f"{it}; try decreasing the learning rate"
-                    )
-                writer.train(iter=it, epoch=self.epoch(it), lr=lr, loss=loss)
-                bar.update(it - bar.n)
-            returncode = proc.wait()
+                if point is not None:
+                    it, loss, lr = point
+                    yield Display(iter=it, loss=loss, lr=lr)
+                    yield Step(iter=it, loss=loss)
+                if len(state.snapshots) > snapshots and (
+                    m := _SNAPSHOT_ITER.search(state.snapshots[-1])
+                ):
+                    yield Snapshotted(int(m.group(1)))
+            return proc.wait()
         finally:
-            signal.signal(signal.SIGINT, previous)
-            bar.close()
-            if proc.poll() is None:
+            if proc.poll() is None:  # the loop stopped early (NaN loss, a second Ctrl-C)
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait()
-        return returncode
 
-    def _validate(self, state: LogState, writer: JobWriter, start: int) -> None:
-        """One validation record per Caffe test whose weights are on disk, scored by pycaffe."""
+    def score(self, weights: dict[int, Path]) -> dict[int, Scored]:
+        """Caffe's TestAll in pycaffe with each iteration's weights, keeping every sample's
+        softmax scores."""
         if self.head is None:
-            return
+            return {}
         spec = self.spec
-        weights = {it: spec.snapshot_path(it, ".caffemodel") for it in state.tests}
-        if 0 in weights:
-            weights[0] = spec.job / INIT_WEIGHTS
-        # A resumed run repeats the test at its first iteration unless the run it continues
-        # stopped before that test; keep one record per iteration.
-        done = {r["iter"] for r in writer.records if r["kind"] == "test"}
-        weights = {it: p for it, p in sorted(weights.items()) if p.is_file() and it not in done}
-        for it in sorted(set(state.tests) - set(weights) - done):
-            writer.log(
-                f"Iteration {it} test (Caffe): {state.tests[it]} (no weights on disk to score)"
-            )
-        if not weights:
-            return
         with tempfile.TemporaryDirectory(dir=spec.job, prefix=".scores-") as tmp:
-            caffe.run_pycaffe(
-                self._score_script(weights, Path(tmp)), binds=self.binds, cwd=spec.job
-            )
+            self._pycaffe(self._score_script(weights, Path(tmp)))
+            scored = {}
             for it in weights:
-                scores = np.load(Path(tmp) / f"{it}.npz")
-                writer.log(f"Iteration {it} test (Caffe): {json.dumps(state.tests[it])}")
-                writer.test(
-                    iter=it,
-                    epoch=self.epoch(it),
-                    val_loss=float(scores["loss"].mean()),
-                    scores=scores["scores"],
-                    labels=scores["labels"].astype(np.int64),
+                npz = np.load(Path(tmp) / f"{it}.npz")
+                scored[it] = Scored(
+                    val_loss=float(npz["loss"].mean()),
+                    scores=npz["scores"],
+                    labels=npz["labels"].astype(np.int64),
                 )
+            return scored
 
     def _score_script(self, weights: dict[int, Path], out: Path) -> str:
         params = {
@@ -290,7 +228,7 @@ class _Run:
             "scores": self.head.bottom[0],
             "labels": self.head.bottom[1],
             "loss": self.head.top[0],
-            "gpu": _scoring_gpu(self.gpu),
+            "gpu": _scoring_gpu(self.options.gpu),
             "out": str(out),
         }
         return _SCORE_SCRIPT.replace("PARAMS", repr(json.dumps(params)))
@@ -331,7 +269,7 @@ print(json.dumps(p["out"]))
 """
 
 
-def _binds(spec) -> list[Path]:
+def _binds(spec: JobSpec) -> list[Path]:
     """The host directories Caffe reads and writes: the job and each Data source and mean file."""
     dirs = [spec.job]
     for layer in spec.net.layer:

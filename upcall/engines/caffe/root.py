@@ -39,28 +39,23 @@ def caffe_root() -> Path:
     return Path(os.environ.get("UPCALL_CAFFE_ROOT") or DEFAULT_ROOT)
 
 
-def _own_caffe() -> Path | None:
-    """The user's own caffe binary from ``UPCALL_CAFFE``; None when unset."""
-    value = os.environ.get("UPCALL_CAFFE")
+def own_caffe(caffe_bin: str | os.PathLike | None = None) -> Path | None:
+    """The user's own caffe binary: ``caffe_bin`` (``--caffe-bin``), else ``UPCALL_CAFFE``;
+    None when neither is given. Passed down explicitly rather than written into os.environ."""
+    name = "--caffe-bin" if caffe_bin is not None else "UPCALL_CAFFE"
+    value = os.fspath(caffe_bin) if caffe_bin is not None else os.environ.get("UPCALL_CAFFE")
     if not value:
         return None
-    path = Path(value)
+    path = Path(value).absolute()
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise UpcallError(f"UPCALL_CAFFE={value}: not an executable file")
+        raise UpcallError(f"{name}={value}: not an executable file")
     return path
 
 
-def use_caffe_bin(path: str | os.PathLike | None) -> None:
-    """Apply a ``--caffe-bin`` option: it sets ``UPCALL_CAFFE`` for this process and its children."""
-    if path is not None:
-        os.environ["UPCALL_CAFFE"] = str(Path(path).absolute())
-        _own_caffe()
-
-
-def caffe_available() -> bool:
-    """True when Caffe can run: ``UPCALL_CAFFE`` is set, or the root is installed and runs."""
+def caffe_available(*, caffe_bin: str | os.PathLike | None = None) -> bool:
+    """True when Caffe can run: a caffe binary is given, or the root is installed and runs."""
     try:
-        if _own_caffe() is not None:
+        if own_caffe(caffe_bin) is not None:
             return True
     except UpcallError:
         return False
@@ -87,16 +82,20 @@ def _root_problem(root: Path) -> str | None:
     return None
 
 
-def require_caffe() -> None:
+def require_caffe(*, caffe_bin: str | os.PathLike | None = None) -> None:
     """Raise UpcallError saying how to install Caffe when it cannot run."""
-    _own_caffe()  # a wrong UPCALL_CAFFE gets its own message
-    if not caffe_available():
+    own_caffe(caffe_bin)  # a wrong UPCALL_CAFFE / --caffe-bin gets its own message
+    if not caffe_available(caffe_bin=caffe_bin):
         why = _root_problem(caffe_root())
         raise UpcallError(f"real Caffe is not available ({why}); {INSTALL_HINT}")
 
 
 def tool_command(
-    tool: str, *args: str, binds: Sequence[Path] = (), cwd: Path | None = None
+    tool: str,
+    *args: str,
+    binds: Sequence[Path] = (),
+    cwd: Path | None = None,
+    caffe_bin: str | os.PathLike | None = None,
 ) -> list[str]:
     """The command line that runs a Caffe tool (``caffe``, ``convert_imageset``, ``python3`` ...).
 
@@ -104,13 +103,14 @@ def tool_command(
     path inside, and the tool starts in ``cwd`` (default: the caller's directory). With
     ``UPCALL_CAFFE`` the tools run directly, so run the command with ``cwd`` as its directory
     (:func:`run_tool` does); ``python3`` is then ``UPCALL_CAFFE_PYTHON``, else the root's.
+    ``caffe_bin``: the user's caffe binary, instead of ``UPCALL_CAFFE``.
     """
     python = os.environ.get("UPCALL_CAFFE_PYTHON")
     if tool == "python3" and python:
         if shutil.which(python) is None:
             raise UpcallError(f"UPCALL_CAFFE_PYTHON={python}: not an executable file")
         return [python, *args]
-    own = _own_caffe()
+    own = own_caffe(caffe_bin)
     if own is not None and tool != "python3":
         exe = own if tool == "caffe" else own.parent / tool
         if not os.access(exe, os.X_OK):
@@ -149,13 +149,14 @@ def run_tool(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
     input: str | None = None,
+    caffe_bin: str | os.PathLike | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a Caffe tool (see :func:`tool_command`); with ``check``, failure raises UpcallError.
 
     ``capture`` keeps stdout and stderr as text on the result; ``env`` adds variables;
     ``input`` is written to the tool's stdin.
     """
-    command = tool_command(tool, *args, binds=binds, cwd=cwd)
+    command = tool_command(tool, *args, binds=binds, cwd=cwd, caffe_bin=caffe_bin)
     try:
         result = subprocess.run(
             command,
@@ -180,6 +181,7 @@ def run_pycaffe(
     binds: Sequence[Path] = (),
     cwd: Path | None = None,
     timeout: float | None = None,
+    caffe_bin: str | os.PathLike | None = None,
 ) -> object:
     """Run a Python 3 script with pycaffe importable; return the JSON it prints on its last line.
 
@@ -192,6 +194,7 @@ def run_pycaffe(
         cwd=cwd,
         timeout=timeout,
         input=script,
+        caffe_bin=caffe_bin,
         env={"GLOG_minloglevel": "2"},  # pycaffe logs every layer of a net it loads otherwise
     )
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -244,7 +247,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also make DIR visible (read-write); the current directory always is",
     )
     p.add_argument(
-        "--caffe-bin", type=Path, help="use this caffe binary instead (sets UPCALL_CAFFE)"
+        "--caffe-bin", type=Path, help="use this caffe binary instead (as UPCALL_CAFFE does)"
     )
     p.add_argument("tool", help="caffe, convert_imageset, compute_image_mean, python3, ...")
     p.add_argument("args", nargs="...", help="the tool's arguments")
@@ -255,11 +258,12 @@ def run(args: argparse.Namespace) -> int:
         install(args.prefix, with_host_packages=args.with_host_packages)
         return 0
     if args.caffe_command == "path":
-        own = _own_caffe()
+        own = own_caffe()
         print(own if own is not None else caffe_root())
         require_caffe()
         return 0
-    use_caffe_bin(args.caffe_bin)
-    result = run_tool(args.tool, *args.args, binds=args.bind, check=False, capture=False)
+    result = run_tool(
+        args.tool, *args.args, binds=args.bind, check=False, capture=False, caffe_bin=args.caffe_bin
+    )
     sys.stdout.flush()
     return result.returncode

@@ -38,20 +38,13 @@ class Transform:
     @classmethod
     def from_param(cls, param: caffe_pb2.TransformationParameter, *, base: Path) -> Transform:
         """Build from a layer's transform_param; a relative mean_file resolves against ``base``."""
-        from upcall.data.datum import read_mean
+        from upcall.engines.predict import transform_mean
 
-        if param.HasField("mean_file") and len(param.mean_value):
-            raise UpcallError(f"{base}: transform_param has both mean_file and mean_value")
-        mean = None
-        if param.HasField("mean_file"):
-            mean = read_mean(base / param.mean_file).astype(np.float32)
-        elif len(param.mean_value):
-            mean = np.asarray(param.mean_value, np.float32)[:, None, None]
         return cls(
             scale=float(param.scale),
             mirror=bool(param.mirror),
             crop_size=int(param.crop_size),
-            mean=mean,
+            mean=transform_mean(param, base=base),
         )
 
     def output_shape(self, chw: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -16,35 +16,31 @@ works but draws fresh randomness (logged).
 
 On a GPU the updates run in bf16 autocast; tests run in float32, since bf16 scores tie often
 enough to change the accuracy (Caffe's Accuracy counts a tie against the label).
+
+This module is the engine's transport only: the shared loop (:mod:`upcall.engines.loop`) keeps
+the books (records, progress, Ctrl-C, summary.json) from the events :meth:`_Run.run` yields.
 """
 
 from __future__ import annotations
 
-import math
-import signal
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from upcall.engines import Interrupted
-from upcall.engines.jobspec import (
-    DataSpec,
-    JobSpec,
-    classifier_head,
-    load_job,
-    resume_point,
-    snapshot_names,
-)
+from upcall.engines.base import JobStatus, local_status
+from upcall.engines.jobspec import DataSpec, JobSpec, classifier_head, load_job, resume_point
+from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.engines.torch.data import Feeder
 from upcall.engines.torch.net import CaffeNet
+from upcall.engines.torch.options import Options
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_path
-from upcall.progress import progress
 from upcall.proto import caffe_pb2
-from upcall.results.jobdir import JobWriter
+from upcall.results.records import Summary
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
@@ -73,16 +69,24 @@ class TorchEngine:
 
     name = "torch"
 
-    def train(
-        self, job: Path, *, resume: bool = False, gpu: int | None = None, threads: int | None = None
-    ) -> dict:
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+
+    def train(self, job: Path, *, resume: bool = False) -> Summary:
         spec = load_job(job)
-        device = configure_device(gpu, threads)
-        return _Run(spec, device).solve(resume=resume)
+        device = configure_device(self.options.gpu, self.options.threads)
+        run = _Run(spec, device)
+        start = run.restore() if resume else 0
+        return run_training(spec, run, start=start)
+
+    def status(self, job: Path) -> JobStatus:
+        return local_status(job)
 
 
 class _Run:
-    """One training run: nets, solver, feeders, writer, and Caffe's loop over them."""
+    """One training run: nets, solver, feeders, and Caffe's loop over them (a Transport)."""
+
+    engine = "torch"
 
     def __init__(self, spec: JobSpec, device: torch.device) -> None:
         from upcall.engines.torch.solver import CaffeSolver
@@ -137,75 +141,65 @@ class _Run:
                 )
             self.head = (head.bottom[0], head.top[0])  # (scores blob, loss blob)
         self.solver = CaffeSolver(self.net.param_specs(), s)
-        self.images_per_iter = spec.train_data.batch_size * max(1, s.iter_size)
         self.losses: deque[float] = deque(maxlen=max(1, s.average_loss))
         self.iter = 0
         self.stop_requested = False
+        self.stopped = False
+        self.train_seconds = 0.0  # steady-state update time (the loop's images per second)
+        self.timed_from = 0  # the first update after this one is timed
+        self.train_count = len(self.train_feed)
+        self.device_name = str(device)
+        self.threads = torch.get_num_threads()
 
     @staticmethod
     def _shapes(data: DataSpec, feed: Feeder) -> dict[str, tuple[int, ...]]:
         return {data.tops[0]: feed.output_shape, data.tops[1]: (data.batch_size,)}
 
-    def epoch(self, it: int) -> float:
-        return it * self.images_per_iter / len(self.train_feed)
-
     # -- Caffe's loop ------------------------------------------------------------------------
-    def solve(self, *, resume: bool) -> dict:
-        spec, s = self.spec, self.spec.solver
-        start = self._restore() if resume else 0
-        self.writer = JobWriter(spec.job, class_names=list(spec.class_names), start_iter=start)
-        self.writer.log(
-            f"torch engine on {self.device}, {torch.get_num_threads()} threads; "
-            f"{len(self.train_feed)} training images, max_iter {s.max_iter}"
+    def run(self, start: int) -> Iterator[Event]:
+        """Caffe's Solve from ``start``, as events for the shared loop."""
+        s = self.spec.solver
+        yield Log(
+            f"torch engine on {self.device}, {self.threads} threads; "
+            f"{self.train_count} training images, max_iter {s.max_iter}"
             + (f"; resumed from iteration {start}" if start else "")
         )
-        train_seconds = 0.0
-        started = time.perf_counter()
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        bar = progress(total=s.max_iter, desc=spec.job.name, unit="iter")
-        bar.update(start)
-        try:
-            while self.iter < s.max_iter:
-                if self._test_due():
-                    self.test()
-                t0 = time.perf_counter()
-                loss = self.step()
-                if self.iter > start + 1:  # the run's first update is warm-up (allocations)
-                    train_seconds += time.perf_counter() - t0
-                self._display(loss)
-                bar.update(1)
-                speed = self.images_per_iter * (self.iter - start - 1) / max(train_seconds, 1e-9)
-                bar.set_postfix(
-                    epoch=f"{self.epoch(self.iter):.2f}", loss=f"{loss:.4f}", img_s=f"{speed:.0f}"
-                )
-                if s.snapshot and self.iter % s.snapshot == 0:
-                    self.snapshot()
-                if self.stop_requested:
-                    if not (s.snapshot and self.iter % s.snapshot == 0):
-                        self.snapshot()
-                    raise Interrupted(
-                        f"{spec.job}: stopped at iteration {self.iter} with a "
-                        f"snapshot; continue with: upcall train {spec.job} --resume"
-                    )
-            if s.snapshot_after_train and not (s.snapshot and self.iter % s.snapshot == 0):
-                self.snapshot()
-            if self.test_net is not None and self.iter % s.test_interval == 0:
-                self.test()
-        except Interrupted:
-            self.writer.close()
-            raise
-        finally:
-            bar.close()
-            signal.signal(signal.SIGINT, previous)
-        return self._finish(start, train_seconds, time.perf_counter() - started)
+        self.timed_from = start + 1  # the run's first update is warm-up (allocations)
+        while self.iter < s.max_iter:
+            if self._test_due():
+                yield self.test()
+            t0 = time.perf_counter()
+            loss = self.step()
+            if self.iter > self.timed_from:
+                self.train_seconds += time.perf_counter() - t0
+            display = self._display(loss)
+            if display is not None:
+                yield display
+            yield Step(self.iter, loss)
+            snapshotted = bool(s.snapshot) and self.iter % s.snapshot == 0
+            if snapshotted:
+                yield from self.snapshot()
+            if self.stop_requested:
+                if not snapshotted:
+                    yield from self.snapshot()
+                self.stopped = True
+                return
+        if s.snapshot_after_train and not (s.snapshot and self.iter % s.snapshot == 0):
+            yield from self.snapshot()
+        if self.test_net is not None and self.iter % s.test_interval == 0:
+            yield self.test()
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self.stop_requested:  # a second Ctrl-C: stop now, without a snapshot
-            raise KeyboardInterrupt
+    def stop(self) -> None:
         self.stop_requested = True
-        print(
-            "\nstopping after this iteration (Ctrl-C again to abort without a snapshot)", flush=True
-        )
+
+    def timing(self) -> tuple[float, int]:
+        return self.train_seconds, max(0, self.iter - self.timed_from)
+
+    def initial_weights(self) -> Path | None:
+        return None  # every test here comes with its scores
+
+    def score(self, weights: dict[int, Path]) -> dict[int, Scored]:
+        return {}
 
     def _test_due(self) -> bool:
         s = self.spec.solver
@@ -215,20 +209,14 @@ class _Run:
             and (self.iter > 0 or s.test_initialization)
         )
 
-    def _display(self, loss: float) -> None:
+    def _display(self, loss: float) -> Display | None:
         self.losses.append(loss)
         s = self.spec.solver
         done = self.iter - 1  # Caffe displays with the iteration number before its increment
         if s.display and done % s.display == 0:
             smoothed = float(np.mean(self.losses))
-            if not math.isfinite(smoothed):
-                raise UpcallError(
-                    f"{self.spec.job}: training loss became {smoothed} at iteration "
-                    f"{done}; try decreasing the learning rate"
-                )
-            self.writer.train(
-                iter=done, epoch=self.epoch(done), lr=self.solver.lr(done), loss=smoothed
-            )
+            return Display(iter=done, loss=smoothed, lr=self.solver.lr(done))
+        return None
 
     def step(self) -> float:
         """One update: ``iter_size`` forward/backward passes, then the solver's update."""
@@ -249,7 +237,7 @@ class _Run:
         return total / n
 
     @torch.no_grad()
-    def test(self) -> dict:
+    def test(self) -> Tested:
         """Caffe's TestAll: ``test_iter`` batches; the cursor carries over between tests."""
         tops = self.spec.test_data.tops
         scores, labels, losses = [], [], []
@@ -262,16 +250,15 @@ class _Run:
             scores.append(torch.softmax(logits.flatten(1), dim=1).cpu())
             labels.append(label.cpu())
             losses.append(float(blobs[self.head[1]].float().sum()))
-        return self.writer.test(
+        return Tested(
             iter=self.iter,
-            epoch=self.epoch(self.iter),
             val_loss=float(np.mean(losses)),
             scores=torch.cat(scores).double().numpy(),
             labels=torch.cat(labels).numpy(),
         )
 
     # -- snapshots ---------------------------------------------------------------------------
-    def snapshot(self) -> str:
+    def snapshot(self) -> Iterator[Event]:
         """Caffe's snapshot pair for the current iteration, plus our .rng.pt (see module doc)."""
         from upcall.engines.torch.caffemodel import save_caffemodel, save_solverstate
 
@@ -292,10 +279,10 @@ class _Run:
         }
         with atomic_path(spec.snapshot_path(self.iter, ".rng.pt")) as tmp:
             torch.save(rng, tmp)
-        self.writer.log(f"Snapshotting to {model.name} (+ .solverstate, .rng.pt)")
-        return model.name
+        yield Log(f"Snapshotting to {model.name} (+ .solverstate, .rng.pt)")
+        yield Snapshotted(self.iter)
 
-    def _restore(self) -> int:
+    def restore(self) -> int:
         """Load the latest snapshot; returns the iteration to continue from."""
         from upcall.engines.torch.caffemodel import load_caffemodel, read_solverstate
 
@@ -318,25 +305,3 @@ class _Run:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.losses.extend(rng["losses"])
         return self.iter
-
-    def _finish(self, start: int, train_seconds: float, wall: float) -> dict:
-        spec = self.spec
-        timed = self.iter - start - 1  # updates in train_seconds: all but the first
-        snaps = snapshot_names(spec)
-        return self.writer.finish(
-            {
-                "engine": "torch",
-                "network": spec.network,
-                "iterations": self.iter,
-                "epochs": round(self.epoch(self.iter), 6),
-                "wall_seconds": round(wall, 3),
-                # steady state: forward/backward/update only, no tests or snapshots, no warm-up
-                "train_images_per_second": round(timed * self.images_per_iter / train_seconds, 2)
-                if train_seconds > 0
-                else None,
-                "device": str(self.device),
-                "threads": torch.get_num_threads(),
-                "resumed_from": start or None,
-                "snapshots": snaps,
-            }
-        )

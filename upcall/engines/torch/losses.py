@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from upcall.engines.torch.base import Layer
 from upcall.errors import UpcallError
 from upcall.proto import caffe_pb2
+from upcall.results.metrics import classes_at_or_above
 
 _LOG_FLT_MIN = math.log(1.1754943508222875e-38)  # Caffe clamps probabilities at FLT_MIN
 
@@ -88,8 +89,7 @@ class Accuracy(Layer):
             if self.ignore is not None
             else torch.ones_like(label, dtype=torch.bool)
         )
-        true = s.gather(1, (label * valid).unsqueeze(1))
-        # Caffe counts every class scoring >= the true class (itself included), so ties lose.
-        better = (s >= true).sum(dim=1) - 1
+        true = s.gather(1, (label * valid).unsqueeze(1)).squeeze(1)
+        better = classes_at_or_above(s, true)  # Caffe's rule: a tie counts against the label
         hits = ((better < self.top_k) & valid).sum()
         return (hits / valid.sum().clamp(min=1)).float()

@@ -16,34 +16,8 @@ from torch.func import functional_call
 
 from upcall.engines.torch.layers import INPUT_TYPES, LOSS_TYPES, BuildContext, Layer, build_layer
 from upcall.errors import UpcallError
-from upcall.model.netstate import layer_included
+from upcall.model.netstate import filter_net  # re-exported: the torch engine's users import it here
 from upcall.proto import caffe_pb2
-
-
-def filter_net(
-    net: caffe_pb2.NetParameter, *, phase: int, stages: Sequence[str] = (), level: int = 0
-) -> caffe_pb2.NetParameter:
-    """The layers Caffe keeps for this NetState; net-level ``input`` fields become an Input layer."""
-    state = caffe_pb2.NetState(phase=phase, level=level, stage=list(stages))
-    out = caffe_pb2.NetParameter(name=net.name)
-    if net.input:
-        out.layer.append(_legacy_input_layer(net))
-    out.layer.extend(lp for lp in net.layer if layer_included(lp, state))
-    return out
-
-
-def _legacy_input_layer(net: caffe_pb2.NetParameter) -> caffe_pb2.LayerParameter:
-    lp = caffe_pb2.LayerParameter(name="input", type="Input", top=list(net.input))
-    if net.input_shape:
-        lp.input_param.shape.extend(net.input_shape)
-    elif len(net.input_dim) == 4 * len(net.input):
-        for i in range(len(net.input)):
-            lp.input_param.shape.add(dim=net.input_dim[4 * i : 4 * i + 4])
-    else:
-        raise UpcallError(
-            f"net '{net.name}': inputs {list(net.input)} need input_shape or 4 input_dim each"
-        )
-    return lp
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,167 @@
+"""The engine interface: every registered engine writes the same job directory, options reach
+an engine as flags of its own, status() tells the sweep what to do, Caffe's log is read whatever
+the user's glog settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_caffe_engine import dataset, make_job  # noqa: F401  (dataset is a fixture)
+
+from upcall import cli
+from upcall.engines import ENGINES, JobStatus, get_engine
+from upcall.errors import UpcallError
+from upcall.results.records import read_metrics, read_summary
+
+
+def _schema(job: Path) -> dict:
+    """Field names per record kind and of summary.json, and which iterations have records."""
+    lines = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((job / "summary.json").read_text())
+    return {
+        "train": sorted({k for x in lines if x["kind"] == "train" for k in x}),
+        "test": sorted({k for x in lines if x["kind"] == "test" for k in x}),
+        "train_iters": [x["iter"] for x in lines if x["kind"] == "train"],
+        "test_iters": [x["iter"] for x in lines if x["kind"] == "test"],
+        "summary": sorted(summary),
+        "final": sorted(summary["final"]),
+        "types": {
+            k: type(v).__name__ for k, v in summary.items() if k != "train_images_per_second"
+        },
+    }
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine_name(request) -> str:
+    if request.param == "caffe":
+        request.getfixturevalue("caffe")  # skips (or fails under UPCALL_REQUIRE_CAFFE=1)
+    return request.param
+
+
+def test_every_engine_writes_the_same_job_directory(engine_name, dataset, tmp_path):  # noqa: F811
+    job = make_job(tmp_path / "job", dataset, max_iter=6)
+    summary = get_engine(engine_name, threads=1).train(job)
+    assert summary == read_summary(job) and summary.engine == engine_name
+    assert (summary.iterations, summary.epochs, summary.threads) == (6, 2.0, 1)
+    records = read_metrics(job)
+    assert all(r.val_auc is not None and r.recall for r in records if r.kind == "test")
+    expected = {
+        "train": ["epoch", "format", "iter", "kind", "loss", "lr"],
+        "test": [
+            "epoch",
+            "format",
+            "iter",
+            "kind",
+            "recall",
+            "val_accuracy",
+            "val_auc",
+            "val_loss",
+        ],
+        "train_iters": [0, 2, 4],
+        "test_iters": [0, 3, 6],
+        "summary": [
+            "best",
+            "device",
+            "engine",
+            "epochs",
+            "final",
+            "format",
+            "iterations",
+            "network",
+            "resumed_from",
+            "snapshots",
+            "threads",
+            "train_images_per_second",
+            "wall_seconds",
+        ],
+        "final": expected_test_fields(),
+        "types": {
+            "format": "int",
+            "engine": "str",
+            "network": "str",
+            "iterations": "int",
+            "epochs": "float",
+            "wall_seconds": "float",
+            "device": "str",
+            "threads": "int",
+            "resumed_from": "NoneType",
+            "snapshots": "list",
+            "final": "dict",
+            "best": "dict",
+        },
+    }
+    assert _schema(job) == expected
+    assert get_engine(engine_name).status(job) is JobStatus.DONE
+
+
+def expected_test_fields() -> list[str]:
+    return ["epoch", "format", "iter", "kind", "recall", "val_accuracy", "val_auc", "val_loss"]
+
+
+def test_status_new_resumable_done(tmp_path):
+    engine = get_engine("caffe")  # status needs no Caffe: it reads the job's files
+    assert engine.status(tmp_path) is JobStatus.NEW
+    (tmp_path / "snapshot_iter_3.solverstate").write_bytes(b"")
+    assert engine.status(tmp_path) is JobStatus.RESUMABLE
+    (tmp_path / "summary.json").write_text("{}")
+    assert engine.status(tmp_path) is JobStatus.DONE
+
+
+def test_engine_flags_reach_only_their_engine(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--caffe-bin" in help_text and "with --engine caffe" in help_text
+    assert cli.main(["train", str(tmp_path), "--caffe-bin", "/bin/true"]) == 1
+    assert "--caffe-bin is an option of --engine caffe, not torch" in capsys.readouterr().err
+    assert cli.main(["train", str(tmp_path), "--threads", "0"]) == 1
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_engines_and_job_spec_import_without_torch():
+    code = (
+        "import sys; import upcall.engines, upcall.engines.jobspec, upcall.engines.loop, "
+        "upcall.engines.caffe.engine, upcall.engines.torch.options, upcall.workflows.train; "
+        "from upcall.engines import get_engine; get_engine('caffe'); "
+        "import os; assert 'OMP_WAIT_POLICY' not in os.environ; print('torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+FAKE_CAFFE = """#!/bin/sh
+# stands in for `caffe train`: records glog's settings, then logs as glog would without a prefix
+env | grep ^GLOG_ | sort > "{out}"
+echo "Iteration 0 (0 iter/s, 0s/2 iters), loss = 0.5"
+echo "Iteration 0, lr = 0.01"
+exit 0
+"""
+
+
+def test_caffe_sets_glog_for_its_child_and_fails_loudly_on_an_unreadable_log(
+    dataset,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    env_file = tmp_path / "glog.txt"
+    fake = tmp_path / "caffe"
+    fake.write_text(FAKE_CAFFE.format(out=env_file))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    job = make_job(tmp_path / "job", dataset, max_iter=6)
+    with (job / "solver.prototxt").open("a") as f:
+        f.write("test_initialization: false\n")  # no pycaffe for the initial weights
+    monkeypatch.setenv("GLOG_log_prefix", "0")
+    monkeypatch.setenv("GLOG_minloglevel", "2")
+    with pytest.raises(UpcallError, match=r"caffe_output.log: caffe train printed no glog line"):
+        get_engine("caffe", caffe_bin=fake).train(job)
+    glog = dict(line.split("=", 1) for line in env_file.read_text().split())
+    assert glog["GLOG_log_prefix"] == "1" and glog["GLOG_minloglevel"] == "0"
+    assert glog["GLOG_logtostderr"] == "1"
+    assert not (job / "summary.json").exists()

@@ -1,0 +1,70 @@
+"""The engine interface: what ``train`` and ``sweep`` ask of the torch, caffe and (later) remote
+engines. Torch-free; an engine's own module is imported only when it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from upcall.errors import UpcallError
+from upcall.results.records import SUMMARY, Summary
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Options every engine takes; an engine subclasses it with its own (a URL, a binary...).
+
+    Each field is a command-line flag of ``train`` and ``sweep`` whose ``dest`` is the field's
+    name: the common ones here, an engine's own from :meth:`add_arguments`.
+    """
+
+    gpu: int | None = None  # CUDA device index; None: the CPU
+    threads: int | None = None  # CPU threads; None: every available core
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UpcallError(f"--threads must be at least 1, not {self.threads}")
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Add this engine's own flags (none for the base)."""
+
+
+class JobStatus(enum.Enum):
+    """Where a job stands for an engine; the sweep trains NEW, resumes RESUMABLE, skips the rest."""
+
+    NEW = "new"
+    RESUMABLE = "resumable"  # has a snapshot to continue from
+    RUNNING = "running elsewhere"  # a remote engine is training it now
+    DONE = "done"  # summary.json written
+
+
+class Engine(Protocol):
+    """Trains one job directory into the format of ARCHITECTURE.md §6.
+
+    Made with its options (:func:`upcall.engines.get_engine`). ``train(resume=True)`` continues
+    from the latest snapshot. An interrupted run (SIGINT) stops at the end of an iteration with a
+    snapshot and raises :class:`upcall.errors.Interrupted`.
+    """
+
+    name: str
+    options: EngineOptions
+
+    def train(self, job: Path, *, resume: bool = False) -> Summary: ...
+
+    def status(self, job: Path) -> JobStatus: ...
+
+
+def local_status(job: Path) -> JobStatus:
+    """The status of a job trained on this machine, from its files."""
+    from upcall.engines.jobspec import snapshots
+
+    if (Path(job) / SUMMARY).exists():
+        return JobStatus.DONE
+    if snapshots(Path(job), prefix=None, suffix=".solverstate"):
+        return JobStatus.RESUMABLE
+    return JobStatus.NEW

@@ -1,0 +1,32 @@
+"""The caffe engine's registration: its options (``--caffe-bin``) and how it starts."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from upcall.engines.base import Engine, EngineOptions
+
+
+@dataclass(frozen=True)
+class Options(EngineOptions):
+    """Real Caffe's options: whose caffe binary runs the job."""
+
+    # the user's own caffe binary (a CUDA build, say); None: UPCALL_CAFFE, else the bundled root
+    caffe_bin: Path | None = None
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--caffe-bin",
+            type=Path,
+            metavar="PATH",
+            help="your own caffe binary (as UPCALL_CAFFE does; default: the bundled Caffe)",
+        )
+
+
+def create(options: Options) -> Engine:
+    from upcall.engines.caffe.engine import CaffeEngine
+
+    return CaffeEngine(options)

@@ -1,0 +1,275 @@
+"""The one run loop every engine shares: the books kept around an engine's training.
+
+An engine supplies only transport (:class:`Transport`): it runs Caffe's solver its own way (in
+process, in a Caffe child process, on a remote server) and reports what happens as
+:data:`Event` values. This loop turns them into the job directory: epochs from images per
+iteration, the NaN stop, Ctrl-C with a snapshot, the progress bar, validation records (scoring a
+snapshot when the engine reported a test without per-sample scores) and summary.json, written
+once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from upcall.engines.jobspec import JobSpec, snapshot_names
+from upcall.errors import Interrupted, UpcallError
+from upcall.progress import progress
+from upcall.results.jobdir import JobWriter
+from upcall.results.records import Summary
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for train.log."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """An update finished: ``iter`` updates are done (moves the progress bar)."""
+
+    iter: int
+    loss: float  # this update's loss, unsmoothed
+
+
+@dataclass(frozen=True)
+class Display:
+    """Caffe's display point: the loss smoothed over ``average_loss`` updates, and the lr."""
+
+    iter: int
+    loss: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class Tested:
+    """A validation pass at iteration ``iter``.
+
+    With per-sample ``scores`` (N, K) and ``labels`` it becomes a full record at once; without,
+    the loop scores the weights of that iteration through :meth:`Transport.score` after the
+    run, and failing that records ``val_loss`` / ``val_accuracy`` as the engine gave them.
+    """
+
+    iter: int
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    outputs: dict[str, float] = field(default_factory=dict)  # the engine's own figures, logged
+
+
+@dataclass(frozen=True)
+class Snapshotted:
+    """A snapshot pair (.caffemodel, .solverstate) for iteration ``iter`` is on disk."""
+
+    iter: int
+
+
+Event = Log | Step | Display | Tested | Snapshotted
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A validation pass recomputed from saved weights: mean batch loss and per-sample scores."""
+
+    val_loss: float
+    scores: np.ndarray  # (N, K) softmax
+    labels: np.ndarray  # (N,) int64
+
+
+class Transport(Protocol):
+    """What an engine supplies to :func:`run_training`."""
+
+    engine: str  # the engine's name, for summary.json and messages
+    train_count: int  # images in the training set: epochs are counted against it
+    device_name: str  # "cpu", "cuda:0" ...
+    threads: int | None  # CPU threads the run uses (None: not known here)
+    stopped: bool  # set by run() when it ended early because stop() asked it to
+
+    def run(self, start: int) -> Iterator[Event]:
+        """Train from iteration ``start`` to max_iter (or to a stop), reporting as it goes."""
+        ...
+
+    def stop(self) -> None:
+        """Ctrl-C: finish the current iteration, snapshot, and end run() (stopped = True)."""
+        ...
+
+    def timing(self) -> tuple[float, int]:
+        """(seconds, updates) of steady-state training so far: no tests, snapshots, warm-up."""
+        ...
+
+    def initial_weights(self) -> Path | None:
+        """The weights an iteration-0 test ran with, when they are on disk."""
+        ...
+
+    def score(self, weights: dict[int, Path]) -> dict[int, Scored]:
+        """The validation pass with each iteration's weights; {} when the engine cannot."""
+        ...
+
+
+class _Books:
+    """The bookkeeping of one run; :func:`run_training` feeds it the transport's events."""
+
+    def __init__(self, spec: JobSpec, transport: Transport, start: int) -> None:
+        self.spec, self.transport, self.start = spec, transport, start
+        s = spec.solver
+        self.images_per_iter = spec.train_data.batch_size * max(1, s.iter_size)
+        self.writer = JobWriter(spec.job, class_names=list(spec.class_names), start_iter=start)
+        self.pending: dict[int, Tested] = {}  # tests awaiting scores
+        self.displays = 0
+        self.snapshot: int | None = None
+        self.stop_asked = False
+        self.bar = progress(total=s.max_iter, desc=spec.job.name, unit="iter")
+        self.bar.update(start)
+
+    def epoch(self, it: int) -> float:
+        return it * self.images_per_iter / self.transport.train_count
+
+    def images_per_second(self) -> float | None:
+        seconds, updates = self.transport.timing()
+        return round(updates * self.images_per_iter / seconds, 2) if seconds > 0 else None
+
+    def take(self, event: Event) -> None:
+        w = self.writer
+        match event:
+            case Log(text):
+                w.log(text)
+            case Step(it, loss):
+                self.bar.update(it - self.bar.n)
+                seconds, updates = self.transport.timing()
+                speed = self.images_per_iter * updates / max(seconds, 1e-9)
+                self.bar.set_postfix(
+                    epoch=f"{self.epoch(it):.2f}", loss=f"{loss:.4f}", img_s=f"{speed:.0f}"
+                )
+            case Display(it, loss, lr):
+                if not math.isfinite(loss):
+                    raise UpcallError(
+                        f"{self.spec.job}: training loss became {loss} at iteration {it}; "
+                        "try decreasing the learning rate"
+                    )
+                self.displays += 1
+                w.train(iter=it, epoch=self.epoch(it), lr=lr, loss=loss)
+            case Tested() if event.iter in w.tested():
+                pass  # one record per iteration (a resumed engine may repeat a test)
+            case Tested() if event.scores is not None:
+                self._record(event, event.val_loss, event.scores, event.labels)
+            case Tested():
+                self.pending[event.iter] = event
+            case Snapshotted(it):
+                self.snapshot = it
+
+    def _record(self, t: Tested, val_loss, scores=None, labels=None) -> None:
+        self.writer.test(
+            iter=t.iter,
+            epoch=self.epoch(t.iter),
+            val_loss=val_loss,
+            scores=scores,
+            labels=labels,
+            val_accuracy=t.val_accuracy,
+        )
+
+    def score_pending(self) -> None:
+        """Records for the tests reported without scores: scored from saved weights if possible."""
+        weights = {}
+        for it in sorted(self.pending):
+            path = self.transport.initial_weights() if it == 0 else None
+            path = path or self.spec.snapshot_path(it, ".caffemodel")
+            if path.is_file():
+                weights[it] = path
+        scored = self.transport.score(weights) if weights else {}
+        name = self.transport.engine
+        for it, t in sorted(self.pending.items()):
+            figures = json.dumps(t.outputs) if t.outputs else ""
+            if it in scored:
+                s = scored[it]
+                self.writer.log(f"Iteration {it} test ({name}): {figures}".rstrip(": "))
+                self._record(t, s.val_loss, s.scores, s.labels)
+            elif t.val_loss is not None or t.val_accuracy is not None:
+                self._record(t, t.val_loss)  # loss and accuracy only: no weights to score
+            else:
+                self.writer.log(f"Iteration {it} test ({name}): {figures} (no weights to score)")
+        self.pending.clear()
+
+    def check_reported(self) -> None:
+        """Fail loudly when a finished run that should have shown training losses showed none."""
+        s = self.spec.solver
+        first = -(-self.start // s.display) * s.display if s.display else None
+        if first is not None and first < s.max_iter and not self.displays:
+            raise UpcallError(
+                f"{self.spec.job}: the {self.transport.engine} engine trained iterations "
+                f"{self.start}..{s.max_iter} but reported no training loss (display every "
+                f"{s.display}); its output could not be read"
+            )
+
+    def interrupted(self) -> Interrupted:
+        from upcall.engines import DEFAULT_ENGINE
+
+        job, name = self.spec.job, self.transport.engine
+        where = f" at iteration {self.snapshot}" if self.snapshot is not None else ""
+        flag = f" --engine {name}" if name != DEFAULT_ENGINE else ""
+        return Interrupted(
+            f"{job}: stopped{where} with a snapshot; continue with: "
+            f"upcall train {job}{flag} --resume"
+        )
+
+
+def run_training(spec: JobSpec, transport: Transport, *, start: int) -> Summary:
+    """Run ``transport`` from iteration ``start`` and keep the books; returns the summary.
+
+    Raises :class:`Interrupted` after Ctrl-C (once the engine has snapshotted); a second Ctrl-C
+    aborts at once, without a snapshot.
+    """
+    books = _Books(spec, transport, start)
+    started = time.perf_counter()
+
+    def on_sigint(signum, frame) -> None:
+        if books.stop_asked:  # a second Ctrl-C: stop now, without a snapshot
+            raise KeyboardInterrupt
+        books.stop_asked = True
+        print(
+            "\nstopping after this iteration (Ctrl-C again to abort without a snapshot)", flush=True
+        )
+        transport.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        events = transport.run(start)
+        try:
+            for event in events:
+                books.take(event)
+        finally:
+            events.close()  # an engine's clean-up (a child process) runs now, not at GC
+        books.score_pending()
+        if transport.stopped:
+            raise books.interrupted()
+        books.check_reported()
+    except BaseException:
+        books.writer.close()
+        raise
+    finally:
+        books.bar.close()
+        signal.signal(signal.SIGINT, previous)
+    iterations = max(start, int(spec.solver.max_iter))
+    return books.writer.finish(
+        engine=transport.engine,
+        network=spec.network,
+        iterations=iterations,
+        epochs=round(books.epoch(iterations), 6),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        train_images_per_second=books.images_per_second(),
+        device=transport.device_name,
+        threads=transport.threads,
+        resumed_from=start or None,
+        snapshots=tuple(snapshot_names(spec)),
+    )

@@ -1,0 +1,38 @@
+"""The torch backend of :class:`upcall.engines.predict.Predictor`: deploy.prototxt as a CaffeNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from upcall.engines.predict import BATCH, Deploy, Predictor
+from upcall.engines.torch.caffemodel import load_caffemodel
+from upcall.engines.torch.engine import configure_device
+from upcall.engines.torch.net import CaffeNet
+from upcall.proto import caffe_pb2
+
+
+class TorchPredictor(Predictor):
+    """deploy.prototxt built by upcall.engines.torch with the snapshot's weights, in eval mode."""
+
+    name = "torch"
+
+    def __init__(self, deploy: Deploy, *, gpu: int | None = None) -> None:
+        super().__init__(deploy, gpu=gpu)
+        self.device = configure_device(gpu, None)
+        self.net = CaffeNet(
+            deploy.net,
+            phase=caffe_pb2.TEST,
+            input_shapes={deploy.input: (BATCH, *deploy.input_shape)},
+        )
+        load_caffemodel(self.net, deploy.weights)
+        self.net.eval().to(self.device)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        out = []
+        name, output = self.deploy.input, self.deploy.output
+        with torch.no_grad():
+            for i in range(0, len(x), BATCH):
+                batch = torch.from_numpy(x[i : i + BATCH]).to(self.device)
+                out.append(self.net({name: batch}, outputs=[output])[output].float().cpu().numpy())
+        return np.concatenate(out)

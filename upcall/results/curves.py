@@ -1,0 +1,86 @@
+"""DIGITS-style training curves (curves.png) and the loss-axis scaling the comparison plot shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from upcall.plotting import pyplot, save_png
+from upcall.results.records import (
+    Record,
+    TestRecord,
+    TrainRecord,
+    train_records,
+    validation_records,
+)
+
+
+def scale_loss_axis(ax, train: list[TrainRecord], tests: list[TestRecord]) -> None:
+    """Scale a loss axis to the training run, not to tests before the first update.
+
+    An untrained net's loss can be huge (BatchNorm with no statistics yet: 60+ where training
+    sits below 1), which would flatten every other point; such a point stays plotted, off the
+    top, and its value is written on the plot.
+    """
+    later = [r.loss for r in train if r.loss is not None]
+    later += [r.val_loss for r in tests if r.iter > 0 and r.val_loss is not None]
+    first = [r.val_loss for r in tests if r.iter == 0 and r.val_loss is not None]
+    top = 1.1 * max(later) if later else None
+    if top and first and max(first) > top:
+        ax.set_ylim(0, top)
+        ax.annotate(
+            f"val loss up to {max(first):.3g} at epoch 0 (off scale)",
+            xy=(0, top),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="tab:green",
+        )
+    else:
+        ax.set_ylim(bottom=0)
+
+
+def plot_curves(records: list[Record], out: Path, *, title: str = "") -> None:
+    """DIGITS-style curves: losses on the left axis, accuracy on the right, lr in a second panel."""
+    plt = pyplot()
+
+    train = [r for r in train_records(records) if r.loss is not None]
+    tests = validation_records(records)
+    scored = [r for r in tests if r.val_accuracy is not None]
+    fig, (ax, ax_lr) = plt.subplots(
+        2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot(
+        [r.epoch for r in train], [r.loss for r in train], color="tab:blue", label="loss (train)"
+    )
+    ax.plot(
+        [r.epoch for r in tests],
+        [r.val_loss for r in tests],
+        color="tab:green",
+        marker=".",
+        label="loss (val)",
+    )
+    ax.set_ylabel("loss")
+    scale_loss_axis(ax, train, tests)
+    acc = ax.twinx()
+    acc.plot(
+        [r.epoch for r in scored],
+        [100 * r.val_accuracy for r in scored],
+        color="tab:orange",
+        marker=".",
+        label="accuracy (val)",
+    )
+    acc.set_ylabel("accuracy (%)")
+    acc.set_ylim(0, 100)
+    handles = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+    ax.set_title(title)
+    ax_lr.plot(
+        [r.epoch for r in train],
+        [r.lr for r in train],
+        color="tab:purple",
+        drawstyle="steps-post",
+    )  # lr is piecewise constant between display points
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("epoch")
+    fig.tight_layout()
+    save_png(fig, out, dpi=80)
