@@ -186,7 +186,7 @@ def test_interrupt_stops_with_a_snapshot(caffe, dataset, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert "Interrupted" in err and "--resume" in err
+    assert "stopped at iteration" in err and "--resume" in err
     state = LogState()
     for line in log.read_text().splitlines():
         state.feed(line)

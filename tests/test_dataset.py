@@ -65,7 +65,10 @@ def make_lists(
         if n:
             (root / f"{name}.txt").write_text("".join(lines))
     (root / "labels.txt").write_text("not-whale\nwhale\n")
-    (root / "lists.json").write_text(json.dumps(OLD_LISTS_JSON))
+    # The PNGs' root records their settings, as `upcall lmdb` checks them against lists.json.
+    old = {**OLD_LISTS_JSON, "spectrogram_root": str(root / "png")}
+    (root / "png" / "spectrograms.json").write_text(json.dumps(old["spectrograms"]))
+    (root / "lists.json").write_text(json.dumps(old))
     return root
 
 
@@ -159,7 +162,9 @@ def test_dataset_json(lists, tmp_path):
     assert saved["lists"] == {
         "format": 1,
         **OLD_LISTS_JSON,
+        "spectrogram_root": str(tmp_path / "lists" / "png"),
         "spectrograms": saved["spectrograms"],
+        "files": {},  # lists.json written before list digests were recorded
     }
     assert (tmp_path / "ds/labels.txt").read_text() == "not-whale\nwhale\n"
     x, _ = load_db(tmp_path / "ds/train_db")

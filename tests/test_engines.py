@@ -105,12 +105,23 @@ def expected_test_fields() -> list[str]:
 
 
 def test_status_new_resumable_done(tmp_path):
+    from test_train import make_job as make_tiny_job
+
+    from upcall.proto import caffe_pb2
+
+    job = make_tiny_job(tmp_path)
     engine = get_engine("caffe")  # status needs no Caffe: it reads the job's files
-    assert engine.status(tmp_path) is JobStatus.NEW
-    (tmp_path / "snapshot_iter_3.solverstate").write_bytes(b"")
-    assert engine.status(tmp_path) is JobStatus.RESUMABLE
-    (tmp_path / "summary.json").write_text("{}")
-    assert engine.status(tmp_path) is JobStatus.DONE
+    assert engine.status(job) is JobStatus.NEW
+    (job / "snapshot_iter_3.solverstate").write_bytes(b"")  # a pair cut short: not resumable
+    assert engine.status(job) is JobStatus.NEW
+    state = caffe_pb2.SolverState(iter=3, learned_net="snapshot_iter_3.caffemodel")
+    (job / "snapshot_iter_3.solverstate").write_bytes(state.SerializeToString())
+    (job / "snapshot_iter_3.caffemodel").write_bytes(
+        caffe_pb2.NetParameter(name="x").SerializeToString()
+    )
+    assert engine.status(job) is JobStatus.RESUMABLE
+    (job / "summary.json").write_text("{}")
+    assert engine.status(job) is JobStatus.DONE
 
 
 def test_engine_flags_reach_only_their_engine(tmp_path, capsys):

@@ -18,7 +18,7 @@ MINUTES = 4.0
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "sea.wav"
-    selections = write_recording(out, RecordingSettings(minutes=MINUTES, seed=5))
+    selections = write_recording(out, RecordingSettings(minutes=MINUTES, seed=5, difficulty="easy"))
     return out, selections
 
 
@@ -56,8 +56,7 @@ def _band_power(x, rate, lo, hi):
     return spec[(f >= lo) & (f <= hi)].mean()
 
 
-def test_calls_are_in_the_audio_where_the_truth_says(rec):
-    out, selections = rec
+def _call_to_background(out, selections):
     x, rate = sf.read(out)
     ratios = []
     for s in selections:
@@ -69,17 +68,32 @@ def test_calls_are_in_the_audio_where_the_truth_says(rec):
             _band_power(x[a:b], rate, s.low_hz, s.high_hz)
             / _band_power(x[ref], rate, s.low_hz, s.high_hz)
         )
-    # band SNRs are drawn from synth.CALL_SNR_DB (6 dB up), so nearly every call stands out
-    assert np.median(ratios) > 3 and np.mean(np.array(ratios) > 1.5) >= 0.75
+    return np.array(ratios)
+
+
+def test_calls_are_in_the_audio_where_the_truth_says(rec):
+    ratios = _call_to_background(*rec)
+    # easy band SNRs are 6–25 dB, so nearly every call stands out
+    assert np.median(ratios) > 3 and np.mean(ratios > 1.5) >= 0.75
+
+
+def test_hard_calls_are_fainter_and_their_boxes_hold_the_echoes(rec, tmp_path):
+    out = tmp_path / "hard.wav"
+    selections = write_recording(out, RecordingSettings(minutes=MINUTES, seed=5))  # hard
+    assert len(selections) >= 2
+    assert all(0.5 <= s.end_s - s.begin_s <= 1.5 + 0.12 for s in selections)
+    assert any(s.end_s - s.begin_s > 1.0 for s in selections)
+    hard = _call_to_background(out, selections)
+    assert np.median(hard) < np.median(_call_to_background(*rec)) and np.median(hard) > 1
 
 
 def test_deterministic_per_seed(rec, tmp_path):
     out, _ = rec
     again = tmp_path / "again.wav"
-    write_recording(again, RecordingSettings(minutes=MINUTES, seed=5))
+    write_recording(again, RecordingSettings(minutes=MINUTES, seed=5, difficulty="easy"))
     assert again.read_bytes() == out.read_bytes()
     other = tmp_path / "other.wav"
-    write_recording(other, RecordingSettings(minutes=MINUTES, seed=6))
+    write_recording(other, RecordingSettings(minutes=MINUTES, seed=6, difficulty="easy"))
     assert other.read_bytes() != out.read_bytes()
 
 

@@ -146,5 +146,6 @@ def test_sigint_stops_the_sweep_without_starting_the_next_job(dataset, tmp_path)
     finally:
         proc.kill()  # a sweep that went on to the next job would otherwise outlive the test
     assert proc.returncode == 130, err
-    assert err.count("--resume") == 1 and "--resume" not in out  # reported once, on stderr
+    # reported once, on stderr: rerun the sweep (not `upcall train JOB --resume`)
+    assert err.count("run the same upcall sweep command again") == 1 and "--resume" not in err + out
     assert not (jobs / "whalenet-small-lr0.05" / "metrics.jsonl").exists()

@@ -182,6 +182,26 @@ def test_other_settings_refused_unless_forced(tmp_path):
     assert json.loads((out / "synth.json").read_text())["seed"] == 2
 
 
+def test_difficulty_is_recorded_and_another_refused(tmp_path, capsys):
+    assert cli.main(["synth", str(tmp_path / "d"), "--n-train", "6", "--difficulty", "easy"]) == 0
+    out = tmp_path / "d"
+    saved = json.loads((out / "synth.json").read_text())
+    assert saved["difficulty"] == "easy" and saved["generator_version"] == 2
+    labels = synth.labels_for(0, "train", 6, 0.234)
+    easy = synth.make_clips(0, labels, difficulty="easy")
+    for i in range(6):
+        np.testing.assert_array_equal(
+            sf.read(out / "train" / f"train{i + 1}.aiff", dtype="int16")[0], easy[i]
+        )
+    assert (easy != synth.make_clips(0, labels)).any(axis=1).all()  # hard is the default
+    with pytest.raises(UpcallError, match=r"synth\.json.*'difficulty': \('easy', 'hard'\)"):
+        synthesize(out, SynthSettings(n_train=6), workers=1)
+    # data of generator 1 (no difficulty then) is refused too, not resumed with other clips
+    (out / "synth.json").write_text(json.dumps({**saved, "generator_version": 1}))
+    with pytest.raises(UpcallError, match="generator_version"):
+        synthesize(out, SynthSettings(n_train=6, difficulty="easy"), workers=1)
+
+
 def test_no_test_split_makes_no_test_dir(tmp_path):
     out = synthesize(tmp_path / "d", SynthSettings(n_train=3), workers=1)
     assert sorted(p.name for p in out.iterdir()) == ["synth.json", "train", "train.csv"]
@@ -201,6 +221,7 @@ def test_foreign_non_empty_directory_refused(tmp_path):
         (SynthSettings(n_train=5, positive_rate=0.0), "--positive-rate"),
         (SynthSettings(n_train=5, positive_rate=1.5), "--positive-rate"),
         (SynthSettings(n_train=5, seed=-1), "--seed"),
+        (SynthSettings(n_train=5, difficulty="medium"), "--difficulty must be one of easy, hard"),
     ],
 )
 def test_bad_settings(tmp_path, settings, message):

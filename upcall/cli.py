@@ -3,12 +3,17 @@
 Each sub-command lives in its own module, which defines ``HELP`` (one line), ``configure(parser)``
 and ``run(args) -> int``. Modules keep heavy imports (torch) inside functions so ``upcall --help``
 stays fast.
+
+Whatever a command raises that a user can act on (an UpcallError, an OSError, an LMDB error, a
+Ctrl-C, a closed output pipe) ends as one line ``upcall COMMAND: error: PATH: reason`` and a
+non-zero exit status, from the first import on; ``UPCALL_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from upcall import __version__
@@ -57,19 +62,70 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(chosen).parse_args(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
-        return int(args._run(args) or 0)
-    except Interrupted as e:  # stopped on Ctrl-C with a snapshot: say (once) how to go on
-        print(f"upcall {args.command}: {e}", file=sys.stderr)
+        try:
+            # Inside the try: importing the command's module (torch, scipy) takes a moment, and
+            # a Ctrl-C then must be one line too.
+            args = build_parser(command).parse_args(argv)
+            code = int(args._run(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
+            return code
+        except BaseException as e:
+            code = _failed(e, f"upcall {command}" if command else "upcall")
+            if code is None:
+                raise
+            return code
+    except KeyboardInterrupt:  # a second Ctrl-C while reporting the first
         return 130
-    except UpcallError as e:
-        print(f"upcall {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"upcall {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+
+def _failed(e: BaseException, prog: str) -> int | None:
+    """Report ``e`` on one line and return the exit status; None for what is not ours to report
+    (SystemExit from argparse, programming errors: those keep their traceback)."""
+    if isinstance(e, BrokenPipeError) and _stdout_closed():
+        # The reader of our output went away (`upcall train JOB | head -1`): stop quietly, as
+        # the Python docs recommend, so the final flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
+    lmdb = sys.modules.get("lmdb")  # not imported here: an lmdb.Error means lmdb was loaded
+    if isinstance(e, Interrupted):  # stopped on Ctrl-C with a snapshot: say (once) how to go on
+        message, code = str(e), 130
+    elif isinstance(e, KeyboardInterrupt):
+        message, code = "interrupted", 130
+    elif isinstance(e, UpcallError):
+        message, code = f"error: {e}", 1
+    elif isinstance(e, OSError):
+        message, code = f"error: {describe_os_error(e)}", 1
+    elif lmdb is not None and isinstance(e, lmdb.Error):
+        message, code = f"error: LMDB: {e}", 1
+    else:
+        return None
+    if os.environ.get("UPCALL_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(e)
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def describe_os_error(e: OSError) -> str:
+    """``PATH: reason`` (``PATH -> PATH2: reason`` for a rename) of an OSError."""
+    reason = e.strerror or str(e)
+    paths = [os.fsdecode(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+def _stdout_closed() -> bool:
+    """Whether our stdout is a pipe whose reader has gone (POLLERR), so EPIPE was about it."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True  # no way to tell: a closed stdout is by far the likeliest
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -84,12 +87,33 @@ def _map_chunks(
             yield from _threaded(fn, chunks, workers, prefetch or 2 * workers, bar)
             return
         # fork keeps start-up cheap and inherits imported modules; the work is pure NumPy/IO.
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, _quiet_worker, (os.getpid(),)) as pool:
             for c, results in zip(chunks, pool.imap(fn, chunks), strict=True):
                 bar.update(len(c))
                 yield from results
     finally:
         bar.close()
+
+
+def _quiet_worker(parent: int) -> None:
+    """Pool initializer: a worker leaves interrupts to the parent and dies quietly with it.
+
+    Ctrl-C reaches the whole process group; the parent stops the pool, so workers ignore it
+    rather than each printing a KeyboardInterrupt traceback. A parent killed outright
+    (SIGKILL) must not leave workers that print BrokenPipeError tracebacks when they hand in
+    their next result: on Linux the kernel kills them with it (PR_SET_PDEATHSIG), elsewhere
+    the default SIGPIPE action ends a worker silently at its first write to the dead parent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(0)
 
 
 def _threaded(

@@ -5,6 +5,9 @@ signal model of :mod:`upcall.audio.sounds` laid out in time. Up-calls come in bo
 apart; bouts minutes apart), as right whales call; ships pass over minutes with slowly drifting
 tonals; clicks, flow noise and hard negatives (down-sweeps, moans, humpback-like units…) arrive at
 random. The truth goes to a Raven selection table beside the audio (OUT.selections.txt).
+``--difficulty`` chooses the calls' model as for ``upcall synth``: with ``hard`` (the default) the
+calls are as faint, echoing and varied as the clips' labelled calls; the clips' label noise (calls
+the analyst missed) has no counterpart here, so the table lists every call in the audio.
 
 The audio is made and written block by block (noise filters carry their state and ships have an
 analytic phase, so blocks join without seams), so an hour needs little memory. Every random
@@ -29,13 +32,18 @@ from upcall.errors import UpcallError
 from upcall.fsutil import atomic_path
 from upcall.progress import progress
 
-HELP = "Write one long synthetic recording (WAV) with up-calls in bouts and a Raven truth table."
+HELP = (
+    "Write one long synthetic recording (WAV, FLAC or AIFF) with up-calls in bouts and a Raven "
+    "truth table."
+)
 
 BLOCK_SECONDS = 30.0
 NOISE_DBFS = -34.0  # ambient RMS in the file: quiet enough that loud clicks rarely clip
 STREAM = 2  # seed-sequence tag for recordings, apart from upcall.audio.synth.SPLITS' clip streams
 # mean seconds between events of each kind (Poisson arrivals)
 EVENT_GAPS_S = {"transient": 8.0, "confounder": 20.0, "flow": 90.0}
+# libsndfile format per file suffix: the data must be what the name says.
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aiff": "AIFF", ".aif": "AIFF"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class RecordingSettings:
     minutes: float
     seed: int = 0
     rate: int = sounds.RATE  # Hz; sounds keep their frequencies whatever the rate
+    difficulty: str = "hard"  # a name in sounds.DIFFICULTIES: how faint and varied calls are
 
     def check(self) -> None:
         if not 0 < self.minutes <= 24 * 60:
@@ -52,6 +61,11 @@ class RecordingSettings:
             raise UpcallError(f"--rate must be between 1000 and 192000 Hz, got {self.rate}")
         if self.seed < 0:
             raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+        if self.difficulty not in sounds.DIFFICULTIES:
+            raise UpcallError(
+                f"--difficulty must be one of {', '.join(sounds.DIFFICULTIES)}, "
+                f"got {self.difficulty!r}"
+            )
 
     @property
     def seconds(self) -> float:
@@ -120,12 +134,14 @@ def render_event(
     """The event's samples (relative to unit-RMS ambient noise) and its (low, high) Hz band."""
     rng, rate = _rng(settings, 1, event.stream), settings.rate
     noise_rms = math.sqrt(ambient.band_power(0.0, rate / 2, rate))
-    if event.kind == "upcall":
-        sound, lo, hi = sounds.upcall(rng, rate)
-        return sound * sounds.call_gain(rng, ambient, lo, hi, rate), lo, hi
+    difficulty = sounds.get_difficulty(settings.difficulty)
+    if event.kind == "upcall":  # the truth box spans the echoes too, as an analyst's would
+        sound, lo, hi, _ = sounds.received_call(rng, ambient, rate, difficulty)
+        return sound, lo, hi
     if event.kind == "confounder":
         sound = sounds.confounder(rng, rate)
-        return sound * sounds.call_gain(rng, ambient, 50.0, 250.0, rate), 0.0, rate / 2
+        snr = difficulty.call_snr_db(rng)
+        return sound * sounds.call_gain(ambient, 50.0, 250.0, rate, snr), 0.0, rate / 2
     if event.kind == "transient":
         return sounds.transient(rng, rate, noise_rms), 0.0, rate / 2
     n = int(rng.uniform(2.0, 10.0) * rate)
@@ -164,13 +180,25 @@ def _render_block(
     return x, zi
 
 
+def audio_format(out: Path) -> str:
+    """The libsndfile format ``out``'s suffix names (16-bit PCM in each); UpcallError otherwise."""
+    try:
+        return FORMATS[out.suffix.lower()]
+    except KeyError:
+        raise UpcallError(
+            f"{out}: unknown audio suffix {out.suffix!r}; use one of {', '.join(FORMATS)}"
+        ) from None
+
+
 def write_recording(out: str | os.PathLike, settings: RecordingSettings) -> list[Selection]:
-    """Write the WAV at ``out`` and its truth at ``out``.selections.txt; return the truth.
+    """Write the recording at ``out`` (WAV, FLAC or AIFF, by its suffix) and its truth at
+    ``out``.selections.txt; return the truth.
 
     An up-call cut by the end of the recording is left out of the truth and of the audio.
     """
     settings.check()
     out = Path(out)
+    fmt = audio_format(out)
     whole = plan(settings)
     selections = truth(settings)
     kept = {round(s.begin_s * settings.rate) for s in selections}
@@ -185,7 +213,7 @@ def write_recording(out: str | os.PathLike, settings: RecordingSettings) -> list
     zi = np.zeros(len(ambient.gains))
     with (
         atomic_path(out) as tmp,
-        sf.SoundFile(tmp, "w", samplerate=rate, channels=1, format="WAV", subtype="PCM_16") as f,
+        sf.SoundFile(tmp, "w", samplerate=rate, channels=1, format=fmt, subtype="PCM_16") as f,
     ):
         for index in progress(range(blocks), desc="recording", unit="block"):
             x, zi = _render_block(settings, whole, index, zi)
@@ -195,9 +223,20 @@ def write_recording(out: str | os.PathLike, settings: RecordingSettings) -> list
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, metavar="OUT.wav", help="recording to write")
+    parser.add_argument(
+        "out",
+        type=Path,
+        metavar="OUT.wav",
+        help=f"recording to write; its suffix chooses the format ({', '.join(FORMATS)})",
+    )
     parser.add_argument("--minutes", type=float, required=True, help="length in minutes")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--difficulty",
+        choices=list(sounds.DIFFICULTIES),
+        default="hard",
+        help="hard (default): calls as faint and varied as real ones; easy: every call clear",
+    )
     parser.add_argument(
         "--rate",
         type=int,
@@ -207,7 +246,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = RecordingSettings(minutes=args.minutes, seed=args.seed, rate=args.rate)
+    settings = RecordingSettings(
+        minutes=args.minutes, seed=args.seed, rate=args.rate, difficulty=args.difficulty
+    )
     selections = write_recording(args.out, settings)
     print(
         f"wrote {settings.minutes:g} min at {settings.rate} Hz to {args.out} with "

@@ -1,32 +1,42 @@
-"""The synthetic signal model: sea noise, ships, clicks, hard negatives and up-calls.
+"""The synthetic signal model: up-calls as a moored buoy receives them, among hard negatives.
 
 The real Kaggle clips cannot be shipped (Cornell licence), so we synthesise clips with the same
 format (2 s, 2000 Hz, 16-bit mono AIFF) and the same kind of difficulty. Each clip is a sum of
 independent components; every level is set relative to the ambient noise near the component's
-frequency, so "faint" means faint against the noise actually there:
+frequency, so "faint" means faint against the noise actually there. The background (ambient
+sea noise after Wenz, flow noise in 25 % of clips, ships in 30 %, clicks and knocks in 30 %) is
+in :mod:`upcall.audio.noise`. On top of it:
 
-- Ambient sea noise: Gaussian noise whose spectrum falls as f^-beta (beta 0.2–1.3 per clip,
-  between wind-flat and shipping-red, after Wenz), made as a sum of one-pole low-passed noises
-  with corners at 10, 100 and 1000 Hz. The filters carry state, so a long recording's noise is
-  continuous across blocks.
-- Flow noise (25 % of clips): rumble below ~15 Hz swelling over seconds, from water moving past
-  a moored buoy. Its power sits in two spectrogram rows, so in the linear-power tutorial image it
-  often owns the brightest pixels and pushes everything else towards 0.
-- Ships (30 %): harmonic combs of tonal lines (15–120 Hz fundamentals) whose pitch drifts by
-  Doppler and whose level follows the passage (1/distance around the closest approach).
-- Transients (30 %): 1–6 clicks, knocks or bursts of broadband interference, 2–200 ms long, each
-  with the energy of 1–30 frames (128 ms) of the ambient noise: bright vertical bars.
 - Hard negatives (70 % of negatives, 20 % of positives, so their presence says little): tonal
   sounds with the call's band or its shape but not both — down-sweeps, flat moans, up-sweeps too
   short (< 0.3 s) or above the band (300+ Hz), humpback-like units (arched or wavering contours
-  with harmonics) — at the calls' own SNRs. They are what defeats a pixel-wise linear model.
-- The up-call (positives): a J-shaped up-sweep, f(u) = f0 + (f1 - f0)·u^curve, from 50–110 Hz
-  rising 40–140 Hz (capped at 250 Hz) over 0.5–1.5 s, raised-cosine envelope with random rise and
-  fall, 0–2 weaker harmonics, starting anywhere (sometimes cut by the clip's edge). Its band SNR
-  (call power over the noise power in 50 Hz around it) is drawn from 6 to 25 dB: the faint end
-  is barely visible in the tutorial image, more so beside a ship, flow noise or a loud click.
+  with harmonics) — at the calls' own SNRs, so loudness says nothing either.
+- The up-call (positives): an up-sweep f(u) = f0 + (f1 - f0)·u^c from 50–110 Hz rising 40–140 Hz
+  (capped at 250 Hz) over 0.5–1.5 s, raised-cosine envelope with random rise and fall, 0–2
+  weaker harmonics. Band SNR is the call's power over the noise power in 50 Hz around it.
 - Level: the mixture is scaled to a peak drawn log-uniformly from 0.01 to 1.0 of full scale,
   independently of the label (the real clips are not level-normalised).
+
+Two difficulties (:data:`DIFFICULTIES`); ``hard`` is the default and is calibrated so that a
+fixed classical reference (``benchmarks/reference_hgb.py``: gradient boosting on a normalised
+log spectrogram) scores AUC ≈ 0.91 with 6,000 training clips and ≈ 0.93 with 30,000, close to
+what template matching + boosting scores on the real Cornell buoy data (0.935):
+
+- ``easy`` (generator 1, the clips are unchanged): J-shaped sweeps only (c 1–2.2), band SNR
+  uniform in 6–25 dB, at least 85 % of the call inside the clip, harmonics 0.05–0.4.
+- ``hard``: band SNR from a range model. Whales are spread uniformly over the area around the
+  buoy out to 25 km, so distant (faint) calls outnumber near ones; the received level falls by
+  15·log10(range) (between cylindrical and spherical spreading, as in shallow water) with a
+  5 dB spread of source level. A call is labelled 1 only if the analyst saw it: seen with a
+  logistic probability of its SNR (50 % at ``seen_snr_db``), so labelled calls reach well below
+  0 dB and the faintest are mostly missed. A missed call is label noise: 3 % of the clips
+  labelled 0 hold one (Kaggle's labels were analysts' marks). Calls may be cut by the clip's
+  edge (at least 60 % inside, as a 2 s window on a 1 s call allows). Multipath: in shallow water
+  (Cape Cod Bay, 30–60 m) surface- and bottom-reflected arrivals follow the direct one; 60 % of
+  calls get 1–3 echoes 10–120 ms later at 0.2–0.6 of its amplitude, those with an odd number of
+  surface bounces inverted, smearing the contour. Contours vary: accelerating (J-shaped, c > 1)
+  and decelerating (c < 1) sweeps, a small initial dip (3–12 Hz) in a third of calls, and
+  weaker harmonics (0.02–0.2).
 """
 
 from __future__ import annotations
@@ -35,64 +45,105 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
+
+from upcall.audio.noise import Ambient, Ship, flow, ship_gain, transient
 
 RATE = 2000  # Hz, the Kaggle clips' rate
 CLIP_SECONDS = 2.0
-GENERATOR_VERSION = 1  # bump when the signal model changes, so old OUT dirs refuse to resume
-NOISE_CORNERS_HZ = (10.0, 100.0, 1000.0)
-CALL_SNR_DB = (6.0, 25.0)  # band SNR of the up-call, uniform in dB
+GENERATOR_VERSION = 2  # bump when the signal model changes, so old OUT dirs refuse to resume
 P_FLOW, P_SHIP, P_CLICKS = 0.25, 0.3, 0.3
-FLOW_LEVEL = (-1.5, -0.3)  # log10 RMS re the ambient RMS (its power sits in 2 of 129 rows)
-SHIP_LEVEL = (-0.5, 0.7)  # log10 amplitude re the noise in 50 Hz around the fundamental
-TRANSIENT_ENERGY = (0.0, 1.5)  # log10 energy in units of 128 ms (a tutorial frame) of ambient
-P_CONFOUNDER = {0: 0.7, 1: 0.2}  # by label: hard negatives, and some in positives too
 PEAK_RANGE = (0.01, 1.0)  # fraction of full scale, log-uniform
-
-
-# --- signal components ------------------------------------------------------------------------
+# The range model of the hard difficulty (see the module docstring)
+RANGE_KM = (0.5, 25.0)  # whales uniform over the annulus: range² uniform
+SPREADING_DB = 15.0  # transmission loss per decade of range: shallow-water spreading
+SOURCE_SD_DB = 5.0  # call-to-call spread of source level
+SEEN_WIDTH_DB = 3.0  # logistic scale of the analyst's probability of seeing a call
 
 
 @dataclass(frozen=True)
-class Ambient:
-    """Coloured Gaussian sea noise: one-pole low-passed noises at NOISE_CORNERS_HZ, summed."""
+class Difficulty:
+    """How faint, cut, smeared and varied the up-calls are, and how often a label is wrong."""
 
-    gains: tuple[float, ...]  # amplitude of each corner's component
+    name: str
+    snr_db: tuple[float, float] | None  # band SNR uniform in this range; None: the range model
+    snr_1km_db: float  # range model: median band SNR of a call from 1 km
+    seen_snr_db: float  # range model: band SNR the analyst sees half the time
+    outside: float  # the most of a call's duration that may lie outside the clip
+    curve: tuple[float, float]  # exponent c of the sweep: > 1 accelerating, < 1 decelerating
+    p_dip: float  # fraction of calls starting with a small dip
+    harmonic_amp: tuple[float, float]  # amplitude of the 2nd harmonic re the fundamental
+    p_echo: float  # fraction of calls with multipath echoes
+    p_missed: float  # fraction of label-0 clips with a call the analyst missed
+    p_confounder: tuple[float, float]  # fraction of clips with a hard negative, by label 0, 1
 
-    @classmethod
-    def random(cls, rng: np.random.Generator) -> Ambient:
-        # PSD ~ f^-beta: a Lorentzian at each corner c, weighted c^-beta, gives that slope
-        beta = rng.uniform(0.2, 1.3)
-        jitter = 10 ** rng.uniform(-0.3, 0.3, len(NOISE_CORNERS_HZ))
-        weights = np.array(NOISE_CORNERS_HZ) ** -beta * jitter
-        return cls(tuple(float(g) for g in np.sqrt(weights / weights.sum())))
+    def call_snr_db(self, rng: np.random.Generator) -> float:
+        """Band SNR of a labelled call (and of a hard negative: as visible as the calls)."""
+        if self.snr_db is not None:
+            return rng.uniform(*self.snr_db)
+        while True:  # the calls the analyst saw, among all that reached the buoy
+            snr = self._received_snr_db(rng)
+            if rng.random() < self._p_seen(snr):
+                return snr
 
-    def poles(self, rate: float) -> np.ndarray:
-        return np.exp(-2 * np.pi * np.array(NOISE_CORNERS_HZ) / rate)
+    def missed_snr_db(self, rng: np.random.Generator) -> float:
+        """Band SNR of a call the analyst missed (label noise)."""
+        while True:
+            snr = self._received_snr_db(rng)
+            if rng.random() >= self._p_seen(snr):
+                return snr
 
-    def render(
-        self, rng: np.random.Generator, n: int, rate: float, zi: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` samples and the filter state to continue with; ``zi=None`` starts in steady state."""
-        out = np.zeros(n)
-        zf = np.zeros(len(self.gains))
-        warm = 0 if zi is not None else int(0.25 * rate)  # drop the filters' start-up transient
-        white = rng.standard_normal((len(self.gains), n + warm))
-        for k, (g, a) in enumerate(zip(self.gains, self.poles(rate), strict=True)):
-            z0 = np.zeros(1) if zi is None else zi[k : k + 1]
-            y, z = lfilter([1 - a], [1, -a], white[k], zi=z0)  # unit gain at DC
-            out += g * y[warm:]
-            zf[k] = z[0]
-        return out, zf
+    def _received_snr_db(self, rng: np.random.Generator) -> float:
+        lo, hi = RANGE_KM
+        km = np.sqrt(rng.uniform(lo**2, hi**2))
+        return self.snr_1km_db - SPREADING_DB * np.log10(km) + rng.normal(0.0, SOURCE_SD_DB)
 
-    def band_power(self, lo: float, hi: float, rate: float) -> float:
-        """Expected power of :meth:`render`'s output between ``lo`` and ``hi`` Hz."""
-        f = np.linspace(max(lo, 0.0), min(hi, rate / 2), 33)
-        w = 2 * np.pi * f[:, None] / rate
-        a = self.poles(rate)[None, :]
-        h2 = (1 - a) ** 2 / (1 - 2 * a * np.cos(w) + a**2)
-        psd = (h2 * np.square(self.gains)).sum(axis=1) * 2 / rate  # one-sided, per Hz
-        return float(np.trapezoid(psd, f))
+    def _p_seen(self, snr: float) -> float:
+        return 1.0 / (1.0 + np.exp(-(snr - self.seen_snr_db) / SEEN_WIDTH_DB))
+
+
+DIFFICULTIES = {
+    "easy": Difficulty(
+        "easy",
+        snr_db=(6.0, 25.0),
+        snr_1km_db=0.0,  # unused: SNR uniform
+        seen_snr_db=0.0,
+        outside=0.15,
+        curve=(1.0, 2.2),
+        p_dip=0.0,
+        harmonic_amp=(0.05, 0.4),
+        p_echo=0.0,
+        p_missed=0.0,
+        p_confounder=(0.7, 0.2),
+    ),
+    "hard": Difficulty(
+        "hard",
+        snr_db=None,
+        snr_1km_db=20.0,  # with RANGE_KM and SPREADING_DB: received SNR 2 ± 6 dB (median, sd)
+        seen_snr_db=6.0,  # calibrated: the reference's AUC at 6,000 and 30,000 clips
+        outside=0.4,
+        curve=(0.4, 3.0),
+        p_dip=0.33,
+        harmonic_amp=(0.02, 0.2),
+        p_echo=0.6,
+        p_missed=0.02,
+        p_confounder=(0.9, 0.5),
+    ),
+}
+
+
+def get_difficulty(difficulty: Difficulty | str) -> Difficulty:
+    """``difficulty`` itself, or the preset of that name; ValueError naming the choices."""
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    try:
+        return DIFFICULTIES[difficulty]
+    except KeyError:
+        raise ValueError(
+            f"unknown difficulty {difficulty!r} (choose from {', '.join(DIFFICULTIES)})"
+        ) from None
+
+
+# --- tonal sounds -----------------------------------------------------------------------------
 
 
 def tone(
@@ -114,19 +165,60 @@ def envelope(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.sin(0.5 * np.pi * ramp) ** 2
 
 
-def _harmonics(rng: np.random.Generator, most: int) -> np.ndarray:
+def _harmonics(
+    rng: np.random.Generator, most: int, amp: tuple[float, float] = (0.05, 0.4)
+) -> np.ndarray:
     count = rng.integers(0, most + 1)
-    return rng.uniform(0.05, 0.4, count) * 0.6 ** np.arange(count)
+    return rng.uniform(*amp, count) * 0.6 ** np.arange(count)
 
 
-def upcall(rng: np.random.Generator, rate: float) -> tuple[np.ndarray, float, float]:
+def upcall(
+    rng: np.random.Generator, rate: float, difficulty: Difficulty | str = "hard"
+) -> tuple[np.ndarray, float, float]:
     """One up-call at unit amplitude, and its (low, high) fundamental frequency in Hz."""
+    d = get_difficulty(difficulty)
     duration = rng.uniform(0.5, 1.5)
     f0 = rng.uniform(50.0, 110.0)
     f1 = min(f0 + rng.uniform(40.0, 140.0), 250.0)
     u = np.linspace(0.0, 1.0, int(duration * rate))
-    freq = f0 + (f1 - f0) * u ** rng.uniform(1.0, 2.2)  # slow start, then rising: J-shaped
-    return tone(rng, freq, rate, _harmonics(rng, 2)), f0, f1
+    freq = f0 + (f1 - f0) * u ** rng.uniform(*d.curve)
+    lo = f0
+    if d.p_dip and rng.random() < d.p_dip:  # a brief fall before the rise
+        depth, width = rng.uniform(3.0, 12.0), rng.uniform(0.08, 0.25)
+        freq = freq - depth * np.sin(np.pi * np.minimum(u / width, 1.0))
+        lo = float(freq.min())
+    return tone(rng, freq, rate, _harmonics(rng, 2, d.harmonic_amp)), lo, f1
+
+
+def multipath(rng: np.random.Generator, sound: np.ndarray, rate: float) -> np.ndarray:
+    """``sound`` followed by 1–3 weaker, delayed reflections (odd surface bounces inverted)."""
+    count = rng.integers(1, 4)
+    delays = np.round(rng.uniform(0.01, 0.12, count) * rate).astype(int)
+    gains = rng.uniform(0.2, 0.6, count) * rng.choice([-1.0, 1.0], count)
+    out = np.zeros(len(sound) + delays.max())
+    out[: len(sound)] = sound
+    for delay, gain in zip(delays, gains, strict=True):
+        out[delay : delay + len(sound)] += gain * sound
+    return out
+
+
+def received_call(
+    rng: np.random.Generator,
+    ambient: Ambient,
+    rate: float,
+    difficulty: Difficulty | str,
+    *,
+    missed: bool = False,
+) -> tuple[np.ndarray, float, float, int]:
+    """An up-call as the buoy hears it: (samples, low Hz, high Hz, direct-path samples)."""
+    d = get_difficulty(difficulty)
+    sound, lo, hi = upcall(rng, rate, d)
+    snr = d.missed_snr_db(rng) if missed else d.call_snr_db(rng)
+    direct = len(sound)
+    sound = sound * call_gain(ambient, lo, hi, rate, snr)
+    if d.p_echo and rng.random() < d.p_echo:
+        sound = multipath(rng, sound, rate)
+    return sound, lo, hi, direct
 
 
 CONFOUNDERS = ("downsweep", "moan", "short", "high", "humpback")
@@ -158,57 +250,11 @@ def confounder(rng: np.random.Generator, rate: float) -> np.ndarray:
     return tone(rng, freq, rate, _harmonics(rng, 3))
 
 
-def transient(rng: np.random.Generator, rate: float, noise_rms: float) -> np.ndarray:
-    """A click, knock or burst of broadband interference (2–200 ms), energy set vs the noise."""
-    n = max(int(np.exp(rng.uniform(np.log(0.002), np.log(0.2))) * rate), 2)
-    burst = rng.standard_normal(n) * np.exp(-np.arange(n) / (n * rng.uniform(0.15, 1.0)))
-    energy = 10 ** rng.uniform(*TRANSIENT_ENERGY) * 0.128 * rate * noise_rms**2
-    return burst * np.sqrt(energy / np.sum(burst**2))
-
-
-def flow(rng: np.random.Generator, n: int, rate: float, noise_rms: float) -> np.ndarray:
-    """Low-frequency flow rumble (< ~15 Hz) swelling and fading over seconds."""
-    a = np.exp(-2 * np.pi * rng.uniform(3.0, 15.0) / rate)
-    warm = int(0.5 * rate)
-    y = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], rng.standard_normal(n + warm)))[warm:]
-    t = np.arange(n) / rate
-    y *= 1 + 0.8 * np.sin(2 * np.pi * t / rng.uniform(1.0, 8.0) + rng.uniform(0, 6.3))
-    return y * noise_rms * 10 ** rng.uniform(*FLOW_LEVEL) / np.sqrt(np.mean(y**2))
-
-
-@dataclass(frozen=True)
-class Ship:
-    """A passing ship's tonal comb; the level follows 1/distance, the pitch follows Doppler."""
-
-    f0: float  # fundamental (blade rate or engine firing rate), Hz
-    amps: tuple[float, ...]  # amplitude of each harmonic at closest approach
-    phases: tuple[float, ...]
-    closest_s: float  # time of closest approach
-    scale_s: float  # passage time scale: distance at closest approach over speed
-    doppler: float  # fractional frequency shift far away (falls from +d to -d)
-
-    @classmethod
-    def random(cls, rng: np.random.Generator, *, closest_s: float, scale_s: float) -> Ship:
-        count = rng.integers(1, 7)
-        return cls(
-            rng.uniform(15.0, 120.0),
-            tuple(10 ** rng.uniform(-1, 0, count)),
-            tuple(rng.uniform(0, 2 * np.pi, count)),
-            closest_s,
-            scale_s,
-            rng.uniform(0.0, 0.02),
-        )
-
-    def render(self, t: np.ndarray, rate: float) -> np.ndarray:
-        """The ship's tonals at absolute times ``t`` (s); analytic phase, so blocks join."""
-        x = (t - self.closest_s) / self.scale_s
-        logcosh = np.abs(x) + np.log1p(np.exp(-2 * np.abs(x))) - np.log(2)
-        phase = 2 * np.pi * self.f0 * (t - self.doppler * self.scale_s * logcosh)
-        out = np.zeros_like(t)
-        for k, (amp, ph) in enumerate(zip(self.amps, self.phases, strict=True), start=1):
-            if k * self.f0 < 0.45 * rate:
-                out += amp * np.sin(k * phase + ph)
-        return out / np.sqrt(1 + x**2)
+def call_onset(
+    rng: np.random.Generator, duration: float, seconds: float, rate: float, d: Difficulty
+) -> int:
+    """Where a call of ``duration`` s starts in a clip: at most ``d.outside`` of it outside."""
+    return int(rng.uniform(-d.outside * duration, seconds - (1 - d.outside) * duration) * rate)
 
 
 def add_at(out: np.ndarray, sound: np.ndarray, start: int) -> None:
@@ -218,29 +264,26 @@ def add_at(out: np.ndarray, sound: np.ndarray, start: int) -> None:
         out[lo:hi] += sound[lo - start : hi - start]
 
 
-def call_gain(
-    rng: np.random.Generator, ambient: Ambient, lo: float, hi: float, rate: float
-) -> float:
-    """Amplitude for a unit tonal so that its band SNR (vs noise in 50 Hz around it) is drawn."""
+def call_gain(ambient: Ambient, lo: float, hi: float, rate: float, snr_db: float) -> float:
+    """Amplitude for a unit tonal in ``lo``–``hi`` Hz with band SNR ``snr_db`` (noise in 50 Hz)."""
     centre = 0.5 * (lo + hi)
     noise = ambient.band_power(centre - 25.0, centre + 25.0, rate)
-    snr = 10 ** (rng.uniform(*CALL_SNR_DB) / 10)
-    return float(np.sqrt(2 * snr * noise))  # a sine of amplitude A has power A²/2
-
-
-def ship_gain(rng: np.random.Generator, ship: Ship, ambient: Ambient, rate: float) -> float:
-    """Amplitude of the ship's tonals at closest approach, drawn relative to the noise there."""
-    noise = ambient.band_power(ship.f0 - 25.0, ship.f0 + 25.0, rate)
-    return float(np.sqrt(noise) * 10 ** rng.uniform(*SHIP_LEVEL))
+    return float(np.sqrt(2 * 10 ** (snr_db / 10) * noise))  # a sine of amplitude A has power A²/2
 
 
 # --- one clip ---------------------------------------------------------------------------------
 
 
 def clip(
-    rng: np.random.Generator, label: int, *, rate: float = RATE, seconds: float = CLIP_SECONDS
+    rng: np.random.Generator,
+    label: int,
+    *,
+    rate: float = RATE,
+    seconds: float = CLIP_SECONDS,
+    difficulty: Difficulty | str = "hard",
 ) -> np.ndarray:
-    """One clip as floats in [-1, 1] (peak at a random level); an up-call in it iff ``label``."""
+    """One clip as floats in [-1, 1] (peak at a random level); labelled up-call iff ``label``."""
+    d = get_difficulty(difficulty)
     n = round(rate * seconds)
     ambient = Ambient.random(rng)
     x, _ = ambient.render(rng, n, rate)
@@ -253,15 +296,13 @@ def clip(
     if rng.random() < P_CLICKS:
         for _ in range(rng.integers(1, 7)):
             add_at(x, transient(rng, rate, noise_rms), int(rng.uniform(-0.1, seconds) * rate))
-    if rng.random() < P_CONFOUNDER[label]:
+    if rng.random() < d.p_confounder[label]:
         sound = confounder(rng, rate)
-        sound *= call_gain(rng, ambient, 50.0, 250.0, rate)
+        sound *= call_gain(ambient, 50.0, 250.0, rate, d.call_snr_db(rng))
         add_at(x, sound, int(rng.uniform(-0.2, seconds - 0.8 * len(sound) / rate) * rate))
-    if label:
-        sound, lo, hi = upcall(rng, rate)
-        sound *= call_gain(rng, ambient, lo, hi, rate)
-        duration = len(sound) / rate
-        add_at(x, sound, int(rng.uniform(-0.15 * duration, seconds - 0.85 * duration) * rate))
+    if label or (d.p_missed and rng.random() < d.p_missed):
+        sound, _, _, direct = received_call(rng, ambient, rate, d, missed=not label)
+        add_at(x, sound, call_onset(rng, direct / rate, seconds, rate, d))
     peak = np.exp(rng.uniform(*np.log(PEAK_RANGE)))
     return x * (peak / np.abs(x).max())
 

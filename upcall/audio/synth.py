@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from upcall.audio.sounds import GENERATOR_VERSION, RATE, clip, to_pcm16
+from upcall.audio.sounds import DIFFICULTIES, GENERATOR_VERSION, RATE, clip, to_pcm16
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_path, atomic_write_text
+from upcall.fsutil import atomic_write_bytes, atomic_write_text
 from upcall.jsonfile import FormatError, JsonFile
 from upcall.parallel import check_workers, map_chunks
 
@@ -49,11 +49,19 @@ def labels_for(seed: int, split: str, n: int, positive_rate: float) -> np.ndarra
 
 
 def make_clips(
-    seed: int, labels: Sequence[int], *, split: str = "train", start: int = 1
+    seed: int,
+    labels: Sequence[int],
+    *,
+    split: str = "train",
+    start: int = 1,
+    difficulty: str = "hard",
 ) -> np.ndarray:
     """int16 (N, 4000) clips ``split{start}``… in memory, exactly as :func:`synthesize` writes them."""
     return np.stack(
-        [to_pcm16(clip(clip_rng(seed, split, start + i), int(y))) for i, y in enumerate(labels)]
+        [
+            to_pcm16(clip(clip_rng(seed, split, start + i), int(y), difficulty=difficulty))
+            for i, y in enumerate(labels)
+        ]
     )
 
 
@@ -71,6 +79,7 @@ class SynthSettings(JsonFile):
     seed: int = 0
     positive_rate: float = 0.234  # 7,027 / 30,000 in the Kaggle training set
     generator_version: int = GENERATOR_VERSION
+    difficulty: str = "hard"  # a name in upcall.audio.sounds.DIFFICULTIES ("easy": generator 1)
 
     def check(self) -> None:
         if self.n_train <= 0:
@@ -81,18 +90,28 @@ class SynthSettings(JsonFile):
             raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
         if not 0.0 < self.positive_rate < 1.0:
             raise UpcallError(f"--positive-rate must be between 0 and 1, got {self.positive_rate}")
+        if self.difficulty not in DIFFICULTIES:
+            raise UpcallError(
+                f"--difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
+            )
 
 
-def _write_clips(items: Sequence[tuple[str, int, int]], *, out: str, seed: int) -> list[str | None]:
+def _write_clips(
+    items: Sequence[tuple[str, int, int]], *, out: str, seed: int, difficulty: str
+) -> list[str | None]:
     problems: list[str | None] = []
     for split, index, label in items:
-        samples = to_pcm16(clip(clip_rng(seed, split, index), label))
+        samples = to_pcm16(clip(clip_rng(seed, split, index), label, difficulty=difficulty))
+        buf = io.BytesIO()  # encoded in memory: libsndfile reports a full disk as "System error."
         try:
-            with atomic_path(Path(out) / split / f"{split}{index}.aiff") as tmp:
-                sf.write(tmp, samples, RATE, format="AIFF", subtype="PCM_16")
-            problems.append(None)
-        except (OSError, sf.LibsndfileError) as e:
+            sf.write(buf, samples, RATE, format="AIFF", subtype="PCM_16")
+        except sf.LibsndfileError as e:
             problems.append(str(e))
+            continue
+        # An OSError here (full disk, read-only or missing folder) is about the output, not the
+        # clip: it stops the run, reported once by the CLI as "PATH: reason".
+        atomic_write_bytes(Path(out) / split / f"{split}{index}.aiff", buf.getvalue())
+        problems.append(None)
     return problems
 
 
@@ -188,7 +207,9 @@ def synthesize(
         ]
     report = BatchReport("clips")
     report.ok(sum(counts.values()) - len(todo))
-    fn = functools.partial(_write_clips, out=str(out), seed=settings.seed)
+    fn = functools.partial(
+        _write_clips, out=str(out), seed=settings.seed, difficulty=settings.difficulty
+    )
     for (split, index, _), problem in zip(
         todo,
         map_chunks(fn, todo, workers=workers, chunk=CHUNK, desc="synth", unit="clip"),
@@ -221,6 +242,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fraction of clips with an up-call (default 0.234, as in Kaggle)",
     )
     parser.add_argument(
+        "--difficulty",
+        choices=list(DIFFICULTIES),
+        default="hard",
+        help="hard (default): faint, cut and echoing calls, calibrated to the real data's "
+        "difficulty; easy: every call clearly visible (the clips of generator 1)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -235,7 +263,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = SynthSettings(
-        n_train=args.n_train, n_test=args.n_test, seed=args.seed, positive_rate=args.positive_rate
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        positive_rate=args.positive_rate,
+        difficulty=args.difficulty,
     )
     out = synthesize(args.out, settings, workers=args.workers, force=args.force)
     print(f"wrote {settings.n_train} training and {settings.n_test} test clips to {out}")

@@ -10,19 +10,25 @@ images, rounded as DIGITS rounds it, goes to mean.binaryproto and mean.png, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import re
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lmdb
 import numpy as np
 from PIL import Image
 
-from upcall.data.datum import ENCODINGS, write_mean
+from upcall.data.datum import ENCODINGS, write_error, write_mean
 from upcall.data.dbwriter import Work, write_db
-from upcall.data.lists import ListsManifest, class_counts, read_labels
+from upcall.data.lists import PARTIAL_MARKER, ListsManifest, class_counts, read_labels
+from upcall.data.lock import folder_lock
 from upcall.data.render import SpectrogramSettings
-from upcall.data.resize import RESIZE_MODES, load_image
+from upcall.data.resize import RESIZE_MODES
+from upcall.data.stamps import LOCK_FILE
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir, atomic_path
 from upcall.jsonfile import JsonFile
@@ -80,6 +86,7 @@ class DatasetManifest(JsonFile):
     lists: ListsManifest | None = None
     lists_dir: str | None = None
     settings: DatasetSettings | None = None  # the build's settings (``workers`` included)
+    build_id: str | None = None  # new at every build, so jobs notice a rebuild (see fingerprint)
 
     @property
     def native(self) -> bool:
@@ -104,7 +111,7 @@ def parse_size(text: str) -> tuple[int, int] | None:
 def read_list(path: Path, *, n_labels: int) -> list[tuple[Path, int]]:
     """Parse a DIGITS list; relative image paths resolve against the list's folder."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of a path
     except OSError as e:
         raise UpcallError(f"{path}: cannot read the list: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
@@ -127,20 +134,58 @@ def read_list(path: Path, *, n_labels: int) -> list[tuple[Path, int]]:
     return items
 
 
-def _native_size(list_path: Path, items: list[tuple[Path, int]]) -> tuple[int, int]:
-    """The size of the first training image that reads; the unreadable ones before it are
-    skipped here and reported by the build like any other bad image."""
-    first_problem = None
-    for path, _ in items:
-        try:
-            h, w = load_image(path, channels=1).shape
-            return h, w
-        except (UpcallError, OSError) as e:
-            first_problem = first_problem or str(e)
-    raise UpcallError(
-        f"{list_path}: none of its {len(items)} images can be read for --size native "
-        f"(first: {first_problem})"
+def _check_lists(lists_dir: Path) -> ListsManifest | None:
+    """LISTS/lists.json, checked against what it builds on: the list files it was written with
+    and the settings of the PNGs they name (ROOT/spectrograms.json, as it is now).
+
+    None for lists written by hand or by another tool (DIGITS's text-file dataset takes any
+    "PATH LABEL" lists): no lists.json and no sign of an interrupted ``upcall lists``.
+    """
+    if not (lists_dir / ListsManifest.FILE).exists() and not (lists_dir / PARTIAL_MARKER).exists():
+        return None
+    info = ListsManifest.require(
+        lists_dir,
+        "the lists are incomplete (was `upcall lists` interrupted?); "
+        f"rerun `upcall lists DATA --out {lists_dir}`",
     )
+    info.check_files(lists_dir)
+    root = Path(info.spectrogram_root)
+    rerun = f"rerun `upcall lists {info.data_dir} --out {lists_dir}`"
+    now = SpectrogramSettings.read(root)
+    if now is None:
+        raise UpcallError(
+            f"{root / SpectrogramSettings.FILE}: not found; the PNGs the lists name were "
+            f"removed or are being remade; {rerun}"
+        )
+    if now != info.spectrograms:
+        what = (
+            f"{now.mode}-mode, the lists were made from {info.spectrograms.mode}-mode ones"
+            if now.mode != info.spectrograms.mode
+            else "made with other settings than the lists were made from"
+        )
+        raise UpcallError(
+            f"{root / SpectrogramSettings.FILE}: the PNGs there are now {what} "
+            f"({lists_dir / info.FILE}); {rerun}"
+        )
+    return info
+
+
+def _common_size(items: list[tuple[Path, int]], sample: int = 200) -> tuple[int, int]:
+    """(height, width) of most images of a hand-made list, from up to ``sample`` of them spread
+    evenly (PNG headers only), so one stray image does not set the size of the whole dataset."""
+    from PIL import Image
+
+    sizes: dict[tuple[int, int], int] = {}
+    for path, _ in items[:: max(1, len(items) // sample)]:
+        try:
+            with Image.open(path) as im:
+                size = (im.height, im.width)
+        except (OSError, ValueError):
+            continue  # reported when the image is read for the database
+        sizes[size] = sizes.get(size, 0) + 1
+    if not sizes:
+        raise UpcallError(f"{items[0][0]}: none of the sampled images of the list can be read")
+    return max(sizes, key=sizes.__getitem__)
 
 
 def build_dataset(
@@ -148,8 +193,12 @@ def build_dataset(
 ) -> DatasetManifest:
     """Build DATASET from LISTS (see ARCHITECTURE.md §4); returns what dataset.json holds.
 
-    Images that cannot be read are reported one per line and skipped; the dataset is still
-    written, then :class:`~upcall.errors.BatchFailed` is raised.
+    LISTS must have its lists.json (written last by ``upcall lists``) and its PNGs must still
+    have the settings it records; ``--size native`` is their recorded size. Images that cannot
+    be read are reported one per line and skipped; the dataset is still written, then
+    :class:`~upcall.errors.BatchFailed` is raised, unless most images of a list are bad: then
+    nothing is written. One run at a time writes DATASET; no ``upcall spectrograms`` may rewrite
+    the PNGs meanwhile.
     """
     lists_dir, out = Path(lists_dir).resolve(), Path(out).resolve()
     if (
@@ -159,13 +208,35 @@ def build_dataset(
     ):
         raise UpcallError(f"{out}: exists and is not an upcall dataset; refusing to replace it")
     label_names = read_labels(lists_dir / "labels.txt")
-    lists = {
-        name: read_list(lists_dir / f"{name}.txt", n_labels=len(label_names))
-        for name in DBS
-        if name != "test" or (lists_dir / "test.txt").is_file()
-    }
-    lists_info = ListsManifest.read(lists_dir)  # None: lists made without upcall
-    height, width = settings.size or _native_size(lists_dir / "train.txt", lists["train"])
+    lists_info = ListsManifest.read(lists_dir)
+    root = Path(lists_info.spectrogram_root) if lists_info else lists_dir
+    with (
+        folder_lock(out.parent / f".{out.name}.upcall-lmdb.lock"),
+        folder_lock(root / LOCK_FILE, shared=True),
+    ):
+        lists_info = _check_lists(lists_dir)
+        names = [n for n in DBS if n != "test" or (lists_dir / "test.txt").is_file()]
+        if lists_info is not None and lists_info.files:  # a test.txt of earlier lists is not part of this set
+            names = [n for n in names if f"{n}.txt" in lists_info.files]
+        lists = {n: read_list(lists_dir / f"{n}.txt", n_labels=len(label_names)) for n in names}
+        return _build(lists_dir, out, settings, lists, lists_info, label_names)
+
+
+def _build(
+    lists_dir: Path,
+    out: Path,
+    settings: DatasetSettings,
+    lists: dict[str, list[tuple[Path, int]]],
+    lists_info: ListsManifest | None,
+    label_names: list[str],
+) -> DatasetManifest:
+    spec = lists_info.spectrograms if lists_info is not None else None
+    if settings.size:
+        height, width = settings.size
+    elif spec is not None:
+        height, width = spec.height, spec.width
+    else:
+        height, width = _common_size(lists["train"])
     report = BatchReport("images")
     counts, test_images = {}, 0
     with atomic_dir(out) as tmp:
@@ -180,9 +251,19 @@ def build_dataset(
                 DBS.index(db),
                 keep_pixels=db == "train",
             )
-            labels, total = write_db(
-                items, tmp / f"{db}_db", work=work, workers=settings.workers, report=report
-            )
+            failed = len(report.failures)
+            try:
+                labels, total = write_db(
+                    items, tmp / f"{db}_db", work=work, workers=settings.workers, report=report
+                )
+            except lmdb.Error as e:  # a full disk, typically: one line naming the database
+                raise write_error(out / f"{db}_db", e) from e
+            bad = len(report.failures) - failed
+            if bad * 2 > len(items):  # raised inside atomic_dir: nothing is written
+                raise UpcallError(
+                    f"{lists_dir / (db + '.txt')}: {bad} of its {len(items)} images are bad "
+                    f"(listed above); nothing written to {out}"
+                )
             if db == "test":
                 test_images = len(labels)
             else:
@@ -199,14 +280,32 @@ def build_dataset(
             counts=counts,
             test_images=test_images,
             labels=tuple(label_names),
-            spectrograms=lists_info.spectrograms if lists_info else None,
+            spectrograms=spec,
             lists=lists_info,
             lists_dir=str(lists_dir),
             settings=settings,
+            build_id=uuid.uuid4().hex,
         )
         info.write(tmp)
     report.finish()
     return info
+
+
+def fingerprint(folder: str | Path) -> str | None:
+    """What identifies one build of DATASET: a digest of its dataset.json (which holds a
+    build id) and the sizes of its LMDBs' data files; None when it has no dataset.json.
+    A copy of the folder keeps it; a rebuild, even with the same settings, changes it."""
+    folder = Path(folder)
+    try:
+        h = hashlib.sha256((folder / DatasetManifest.FILE).read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UpcallError(f"{folder / DatasetManifest.FILE}: cannot read: {e.strerror or e}") from e
+    for db in DBS:
+        with contextlib.suppress(OSError):
+            h.update(b"%s %d;" % (db.encode(), (folder / f"{db}_db" / "data.mdb").stat().st_size))
+    return h.hexdigest()[:16]
 
 
 def _write_mean(folder: Path, total: np.ndarray, count: int) -> None:

@@ -127,19 +127,78 @@ def datum_to_array(value: bytes, *, where: str = "record") -> tuple[np.ndarray, 
     return np.frombuffer(datum.data, np.uint8).reshape(shape), int(datum.label)
 
 
+_META_MAGIC = 0xBEEFC0DE  # LMDB's meta pages (the first two pages of data.mdb) start with it
+_META = struct.Struct(
+    "<16xII16xI92xQQ"
+)  # page header, magic, version, …, psize, …, last_pgno, txnid
+
+
+def _check_size(data: Path) -> None:
+    """UpcallError unless ``data`` (a data.mdb) is as long as its meta pages say.
+
+    LMDB maps the file and reads pages through the map: a page past the end of a truncated file
+    is a SIGBUS ("Bus error") that kills the process, so the size is checked from the meta
+    pages, read with plain file I/O, before LMDB ever maps the file.
+    """
+    size = data.stat().st_size
+    with open(data, "rb") as f:
+        head = f.read(2 * 65536)  # both meta pages for any page size LMDB uses (4 KB to 64 KB)
+    if len(head) < _META.size:
+        raise UpcallError(f"{data}: not an LMDB file ({size} bytes; truncated?)")
+    metas = []
+    psize = _META.unpack_from(head, 0)[2]
+    for offset in (0, psize):
+        if offset + _META.size > len(head):
+            raise UpcallError(f"{data}: truncated LMDB file ({size} bytes, no second meta page)")
+        magic, _, _, last_pgno, txnid = _META.unpack_from(head, offset)
+        if magic != _META_MAGIC:
+            raise UpcallError(f"{data}: not an LMDB file (bad meta page at byte {offset})")
+        metas.append((txnid, last_pgno))
+    need = (max(metas)[1] + 1) * psize  # LMDB uses the meta page of the newest transaction
+    if size < need:
+        raise UpcallError(f"{data}: truncated LMDB file ({size} bytes, its pages need {need})")
+
+
+def check_db(env: lmdb.Environment, path: Path) -> None:
+    """Read the open DB's first and last records, so a corrupted tree fails here, naming ``path``.
+
+    Only LMDB's structure is checked; callers parse the records (and name a bad one).
+    """
+    data = path / "data.mdb"
+    info, stat = env.info(), env.stat()
+    if data.stat().st_size < (info["last_pgno"] + 1) * stat["psize"]:
+        raise UpcallError(f"{data}: truncated LMDB file")
+    with env.begin() as txn:
+        cursor = txn.cursor()
+        for found in (cursor.first(), cursor.last()):
+            if found:
+                bytes(cursor.value())  # touch every page of the value
+
+
 @contextlib.contextmanager
 def open_db(path: str | os.PathLike) -> Iterator[lmdb.Environment]:
-    """Open an existing LMDB read-only; a path that is not one gives a clear UpcallError."""
+    """Open an existing LMDB read-only after checking it (size, first and last record).
+
+    A path that is not a readable LMDB, a truncated or corrupted one, and an LMDB error while
+    the caller reads it are each an UpcallError naming the file.
+    """
     path = Path(path)
-    if not (path / "data.mdb").is_file():
+    data = path / "data.mdb"
+    if not data.is_file():
         raise UpcallError(f"{path}: not an LMDB directory (no data.mdb)")
     try:
+        _check_size(data)
         # lock=False: we never write, and readers of a finished DB need no lock file.
         env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, max_dbs=0)
+    except OSError as e:
+        raise UpcallError(f"{data}: cannot read: {e.strerror or e}") from e
     except lmdb.Error as e:
-        raise UpcallError(f"{path}: not a readable LMDB: {e}") from e
+        raise UpcallError(f"{data}: not a readable LMDB: {e}") from e
     try:
+        check_db(env, path)
         yield env
+    except lmdb.Error as e:  # a page garbled past the first and last record, found while reading
+        raise UpcallError(f"{data}: corrupted LMDB: {e}") from e
     finally:
         env.close()
 
@@ -150,6 +209,21 @@ def iter_db(path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, int]]:
         for key, value in txn.cursor():
             name = key.decode("ascii", "replace")
             yield (name, *datum_to_array(value, where=f"{path}: record {name}"))
+
+
+def write_error(db: Path, e: lmdb.Error) -> UpcallError:
+    """The one-line error for an LMDB that could not be written, naming ``db``.
+
+    LMDB reports a short write as "Input/output error", which is what a full disk gives, so the
+    free space is looked up to say so.
+    """
+    note = ""
+    with contextlib.suppress(OSError):
+        folder = next(p for p in (db, *db.parents) if p.exists())
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < (1 << 20):
+            note = f" (no space left on the device: {st.f_bavail * st.f_frsize} bytes free)"
+    return UpcallError(f"{db}: cannot write the LMDB: {e}{note}")
 
 
 def write_db(

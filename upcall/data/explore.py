@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ TILE = 128  # longest side of one thumbnail, px
 COLUMNS = 8  # thumbnails per row
 GAP = 4  # px between thumbnails
 HEADER = 20  # px of the caption strip above each class
+MAX_PER_CLASS = 256  # 32 rows of thumbnails per class: a sheet a screen can still scroll through
 
 
 def _labels(dataset: Path) -> list[str]:
@@ -52,7 +54,11 @@ def sheet_size(height: int, width: int, *, classes: int, per_class: int) -> tupl
 def contact_sheet(
     db_path: str | Path, labels: list[str], *, per_class: int = 16, seed: int = 0
 ) -> Image.Image:
-    """Pick ``per_class`` random records of each label (fewer if the DB has fewer) and tile them."""
+    """Pick ``per_class`` random records of each label (fewer if the DB has fewer) and tile them.
+
+    The sheet is as tall as the largest pick needs, not ``per_class``: asking for more images
+    than the DB holds does not add empty rows.
+    """
     db_path = Path(db_path)
     rng = np.random.default_rng(seed)
     with open_db(db_path) as env, env.begin() as txn:
@@ -65,6 +71,7 @@ def contact_sheet(
         first = next((p[0] for p in picks if len(p)), None)
         if first is None:
             raise UpcallError(f"{db_path}: no records to show")
+        per_class = max(len(p) for p in picks)
         where = f"{db_path}: record {keys[first].decode('ascii', 'replace')}"
         height, width = datum_to_array(txn.get(keys[first]), where=where)[0].shape[1:]
         th, tw = tile_size(height, width)
@@ -94,20 +101,30 @@ def contact_sheet(
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="a dataset folder written by `upcall lmdb`")
     parser.add_argument(
-        "--db", choices=("train", "val", "test"), default="train", help="which LMDB"
+        "--db", choices=("train", "val", "test"), default="train", help="which LMDB (default train)"
     )
-    parser.add_argument("--per-class", type=int, default=16, help="images per class (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random pick")
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=16,
+        help=f"images per class (default 16; at most {MAX_PER_CLASS} and what the DB holds)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random pick (default 0)")
     parser.add_argument("--out", type=Path, help="PNG to write (default DATASET/explore_<db>.png)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.per_class < 1:
         raise UpcallError(f"--per-class must be at least 1, not {args.per_class}")
+    per_class = min(args.per_class, MAX_PER_CLASS)
+    if per_class < args.per_class:
+        print(
+            f"upcall explore: --per-class {args.per_class} capped to {per_class}", file=sys.stderr
+        )
     sheet = contact_sheet(
         args.dataset / f"{args.db}_db",
         _labels(args.dataset),
-        per_class=args.per_class,
+        per_class=per_class,
         seed=args.seed,
     )
     out = args.out or args.dataset / f"explore_{args.db}.png"

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from upcall.data.lock import folder_lock
 from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
 from upcall.data.resize import py2_round
-from upcall.errors import UpcallError
+from upcall.data.stamps import LOCK_FILE, register_lists
+from upcall.errors import BatchFailed, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.jsonfile import JsonFile
 from upcall.plotting import pyplot, save_png
@@ -26,6 +30,7 @@ from upcall.plotting import pyplot, save_png
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
 
 LABELS = ("not-whale", "whale")  # label i is line i of labels.txt (DIGITS: 0-based)
+PARTIAL_MARKER = ".upcall-lists.partial"  # present while `upcall lists` writes LISTS
 SPLITS = ("random", "ordered")
 BALANCES = ("none", "undersample", "oversample")
 HEADER = ["clip_name", "label"]
@@ -72,6 +77,25 @@ class ListsManifest(JsonFile):
     counts: dict[str, dict[str, int]]  # "train" / "val" → class name → images (see class_counts)
     test_images: int = 0
     labels: tuple[str, ...] = LABELS
+    # file name → SHA-256 of the list files written with this lists.json; empty in older files
+    files: dict[str, str] = field(default_factory=dict)
+
+    def check_files(self, folder: Path) -> None:
+        """UpcallError unless the list files are those this lists.json was written with."""
+        for name, digest in self.files.items():
+            if file_digest(folder / name) != digest:
+                raise UpcallError(
+                    f"{folder / name}: changed or missing since {folder / self.FILE} was "
+                    f"written; rerun `upcall lists {self.data_dir} --out {folder}`"
+                )
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a file's bytes; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,8 @@ class Clip:
 def read_train_csv(path: Path) -> list[Clip]:
     """Parse ``clip_name,label`` rows; each malformed row is an error naming its line."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the header's first name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except OSError as e:
         raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
@@ -154,17 +179,31 @@ def balance_indices(
     return np.sort(np.concatenate(out), kind="stable")
 
 
-def _spectrograms(data_dir: Path, settings: ListSettings) -> tuple[Path, SpectrogramSettings]:
+def _spectrograms(
+    data_dir: Path, settings: ListSettings, pngs: Sequence[Path], out: Path
+) -> tuple[Path, SpectrogramSettings]:
     """Bring ROOT's PNGs up to date with ``upcall.data.render`` (cheap when they already are).
 
     The mode and read options default to those ROOT records, so a missing or stale PNG is
-    remade like its neighbours rather than the whole root being remade in another mode.
+    remade like its neighbours rather than the whole root being remade in another mode; another
+    mode is refused while other lists use ROOT's PNGs (the lists in ``out`` are being remade).
+    Only the listed PNGs (``pngs``, relative to ROOT) must exist: a bad clip the lists do not
+    use (an unlisted test clip) is reported and left out.
     """
     root = (settings.spectrogram_root or data_dir).resolve()
     recorded = SpectrogramSettings.read(root)
     read = recorded.read_options if recorded else ReadOptions()
     mode = settings.mode or (recorded.mode if recorded else "tutorial")
-    root = Path(ensure(data_dir, out=root, mode=mode, read=read)).resolve()
+    try:
+        root = Path(ensure(data_dir, out=root, mode=mode, read=read, replacing=out)).resolve()
+    except BatchFailed as e:  # every good clip was converted; each bad one was printed above
+        missing = [p for p in pngs if not (root / p).is_file()]
+        if missing:
+            raise UpcallError(
+                f"{root / missing[0]}: not made, its clip is bad (see above); "
+                f"{len(missing)} listed clip(s) have no spectrogram"
+            ) from e
+        print(f"upcall lists: note: {e}; none of them is listed", file=sys.stderr)
     return root, SpectrogramSettings.require(root)
 
 
@@ -209,9 +248,17 @@ def make_lists(
 ) -> ListsManifest:
     """Write train.txt, val.txt, [test.txt], labels.txt, class_histogram.png and lists.json.
 
+    lists.json goes last, with the digests of the others: its presence means they are whole.
+    One run at a time writes LISTS, and no ``upcall spectrograms`` may rewrite ROOT meanwhile.
     Returns what lists.json holds.
     """
     data_dir, out = Path(data_dir).resolve(), Path(out).resolve()
+    root = (settings.spectrogram_root or data_dir).resolve()
+    with folder_lock(out / ".upcall-lists.lock"), folder_lock(root / LOCK_FILE):
+        return _make_lists(data_dir, out, settings)
+
+
+def _make_lists(data_dir: Path, out: Path, settings: ListSettings) -> ListsManifest:
     csv_path = data_dir / "train.csv"
     clips = read_train_csv(csv_path)
     for clip in clips:
@@ -222,7 +269,7 @@ def make_lists(
     tests = _test_clips(data_dir) if settings.test else []
     pngs = [Path("train", clip.name).with_suffix(".png") for clip in clips]
     pngs += [Path("test", t.name).with_suffix(".png") for t in tests]
-    root, spec_info = _spectrograms(data_dir, settings)
+    root, spec_info = _spectrograms(data_dir, settings, pngs, out)
 
     labels = np.array([clip.label for clip in clips])
     split_seq, balance_seq = np.random.SeedSequence(settings.seed).spawn(2)
@@ -245,7 +292,9 @@ def make_lists(
         return "".join(f"{root / pngs[i]} {labels[i]}\n" for i in idx)
 
     counts = {"train": class_counts(labels[train_idx]), "val": class_counts(labels[val_idx])}
-    # Until rewritten, the files below are partial.
+    # Until lists.json is rewritten the files below are partial: the marker tells `upcall lmdb`
+    # so (a folder of lists without lists.json and without the marker was written by hand).
+    atomic_write_text(out / PARTIAL_MARKER, "upcall lists is writing this folder\n")
     (out / ListsManifest.FILE).unlink(missing_ok=True)
     atomic_write_text(out / "train.txt", lines(train_idx))
     atomic_write_text(out / "val.txt", lines(val_idx))
@@ -253,6 +302,7 @@ def make_lists(
         atomic_write_text(out / "test.txt", "".join(f"{root / p} 0\n" for p in pngs[len(clips) :]))
     atomic_write_text(out / "labels.txt", "".join(f"{name}\n" for name in LABELS))
     write_histogram(out / "class_histogram.png", counts)
+    names = ["train.txt", "val.txt", "labels.txt"] + (["test.txt"] if tests else [])
     info = ListsManifest(
         data_dir=str(data_dir),
         spectrogram_root=str(root),
@@ -263,15 +313,18 @@ def make_lists(
         seed=settings.seed,
         counts=counts,
         test_images=len(tests),
+        files={name: file_digest(out / name) for name in names},
     )
     info.write(out)  # last: its presence means the other files are complete
+    (out / PARTIAL_MARKER).unlink()
+    register_lists(root, out)
     return info
 
 
 def read_labels(path: Path) -> list[str]:
     """Class names from a DIGITS labels.txt, one a line (a name may contain spaces)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not a label
     except OSError as e:
         raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
     except UnicodeDecodeError as e:

@@ -54,17 +54,24 @@ class Engine(Protocol):
     name: str
     options: EngineOptions
 
-    def train(self, job: Path, *, resume: bool = False) -> Summary: ...
+    def train(self, job: Path, *, resume: bool = False, restart: bool = False) -> Summary:
+        """Train ``job``; a job holding earlier results needs ``resume`` or ``restart`` (which
+        deletes them first)."""
+        ...
 
     def status(self, job: Path) -> JobStatus: ...
 
 
 def local_status(job: Path) -> JobStatus:
-    """The status of a job trained on this machine, from its files."""
-    from upcall.engines.jobspec import snapshots
+    """The status of a job trained on this machine, from its files: RESUMABLE only with a
+    complete snapshot set (a job that cannot be read is NEW: training it says what is wrong)."""
+    from upcall.engines.jobspec import job_dir, latest_snapshot, load_job
 
-    if (Path(job) / SUMMARY).exists():
+    job = job_dir(job)
+    if (job / SUMMARY).exists():
         return JobStatus.DONE
-    if snapshots(Path(job), prefix=None, suffix=".solverstate"):
-        return JobStatus.RESUMABLE
-    return JobStatus.NEW
+    try:
+        spec = load_job(job)
+    except UpcallError:
+        return JobStatus.NEW
+    return JobStatus.NEW if latest_snapshot(spec) is None else JobStatus.RESUMABLE

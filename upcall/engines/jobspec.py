@@ -84,9 +84,16 @@ def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec |
     )
 
 
+def job_dir(path: Path) -> Path:
+    """The job directory ``path`` names: itself, or the folder of a ``solver.prototxt`` given."""
+    path = Path(path)
+    return path.parent if path.name == "solver.prototxt" and path.is_file() else path
+
+
 def load_job(job: Path) -> JobSpec:
-    """Parse a job directory made by ``upcall nets`` (or by hand, with Caffe's files)."""
-    job = Path(job).resolve()
+    """Parse a job directory made by ``upcall nets`` (or by hand, with Caffe's files); its
+    ``solver.prototxt`` names it too."""
+    job = job_dir(job).resolve()
     solver_path = job / "solver.prototxt"
     if not solver_path.exists():
         raise UpcallError(f"{solver_path}: no such file (is {job} a job directory?)")
@@ -98,6 +105,7 @@ def load_job(job: Path) -> JobSpec:
     if train is None:
         raise UpcallError(f"{job / solver.net}: no Data layer for the TRAIN phase")
     config = JobConfig.read(job) or JobConfig(network=net.name)
+    config.check_dataset(job)  # a dataset rebuilt under the job would feed it the wrong images
     # Caffe's meaning: a solver random_seed wins; `upcall nets` without --seed records null
     seed = solver.random_seed if solver.random_seed >= 0 else int(config.seed or 0)
     labels = config.dataset_path() / "labels.txt" if config.dataset else None
@@ -133,24 +141,18 @@ def snapshots(
 
 
 def latest_snapshot(spec: JobSpec) -> int | None:
-    """The highest N with a ``<prefix>_iter_N.solverstate`` in the job directory."""
-    return max(snapshots(spec.prefix.parent, spec.prefix.name, suffix=".solverstate"), default=None)
+    """The highest N whose snapshot set (.caffemodel + .solverstate) is complete."""
+    from upcall.engines.snapshots import latest_complete
 
-
-def resume_point(spec: JobSpec) -> int:
-    """The iteration ``--resume`` continues from (UpcallError when there is no solverstate)."""
-    it = latest_snapshot(spec)
-    if it is None:
-        raise UpcallError(
-            f"{spec.job}: --resume asked for, but there is no "
-            f"{spec.prefix.name}_iter_N.solverstate to resume from"
-        )
-    return it
+    return latest_complete(spec, deep=False)
 
 
 def snapshot_names(spec: JobSpec) -> list[str]:
-    """The job's caffemodel snapshot file names, by iteration (summary.json's "snapshots")."""
-    return [p.name for p in snapshots(spec.prefix.parent, spec.prefix.name).values()]
+    """The .caffemodel names of the job's complete snapshot sets, by iteration (summary.json's
+    "snapshots")."""
+    from upcall.engines.snapshots import complete_names
+
+    return complete_names(spec)
 
 
 def classifier_head(net: caffe_pb2.NetParameter) -> caffe_pb2.LayerParameter | None:
@@ -158,3 +160,15 @@ def classifier_head(net: caffe_pb2.NetParameter) -> caffe_pb2.LayerParameter | N
     taken from; None when there is none."""
     heads = [lay for lay in filter_net(net, phase=TEST).layer if lay.type == "SoftmaxWithLoss"]
     return heads[-1] if heads else None
+
+
+def check_data(spec: JobSpec) -> None:
+    """UpcallError naming the file unless every Data layer's LMDB opens and reads (size, first
+    and last record): checked before an engine starts, so a bad database is blamed, not the
+    net that names it."""
+    from upcall.data.datum import open_db  # lmdb; only a run needs it
+
+    for data in (spec.train_data, spec.test_data):
+        if data is not None:
+            with open_db(data.source):
+                pass

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from upcall.engines.jobspec import JobSpec, snapshot_names
+from upcall.engines.jobstate import earlier_wall_time, record_wall_time
 from upcall.errors import Interrupted, UpcallError
 from upcall.progress import progress
 from upcall.results.jobdir import JobWriter
@@ -79,6 +80,14 @@ class Snapshotted:
 Event = Log | Step | Display | Tested | Snapshotted
 
 
+class Stopped(Interrupted):
+    """Ctrl-C stopped a job's training; ``what`` says where (the message adds how to go on)."""
+
+    def __init__(self, what: str, hint: str) -> None:
+        super().__init__(f"{what}; {hint}" if hint else what)
+        self.what = what
+
+
 @dataclass(frozen=True)
 class Scored:
     """A validation pass recomputed from saved weights: mean batch loss and per-sample scores."""
@@ -130,8 +139,13 @@ class _Books:
         self.displays = 0
         self.snapshot: int | None = None
         self.stop_asked = False
+        self.started = time.perf_counter()
+        self.earlier = earlier_wall_time(spec, start) if start else 0.0  # the runs before
         self.bar = progress(total=s.max_iter, desc=spec.job.name, unit="iter")
         self.bar.update(start)
+
+    def wall_seconds(self) -> float:
+        return self.earlier + time.perf_counter() - self.started
 
     def epoch(self, it: int) -> float:
         return it * self.images_per_iter / self.transport.train_count
@@ -168,6 +182,7 @@ class _Books:
                 self.pending[event.iter] = event
             case Snapshotted(it):
                 self.snapshot = it
+                record_wall_time(self.spec, it, self.wall_seconds())
 
     def _record(self, t: Tested, val_loss, scores=None, labels=None) -> None:
         self.writer.test(
@@ -212,26 +227,26 @@ class _Books:
                 f"{s.display}); its output could not be read"
             )
 
-    def interrupted(self) -> Interrupted:
+    def interrupted(self) -> Stopped:
         from upcall.engines import DEFAULT_ENGINE
 
         job, name = self.spec.job, self.transport.engine
         where = f" at iteration {self.snapshot}" if self.snapshot is not None else ""
         flag = f" --engine {name}" if name != DEFAULT_ENGINE else ""
-        return Interrupted(
-            f"{job}: stopped{where} with a snapshot; continue with: "
-            f"upcall train {job}{flag} --resume"
+        return Stopped(
+            f"{job}: stopped{where} with a snapshot",
+            f"continue with: upcall train {job}{flag} --resume",
         )
 
 
 def run_training(spec: JobSpec, transport: Transport, *, start: int) -> Summary:
     """Run ``transport`` from iteration ``start`` and keep the books; returns the summary.
 
-    Raises :class:`Interrupted` after Ctrl-C (once the engine has snapshotted); a second Ctrl-C
-    aborts at once, without a snapshot.
+    Raises :class:`Stopped` after Ctrl-C (once the engine has snapshotted; after summary.json
+    when the Ctrl-C came as the last iteration ended); a second Ctrl-C aborts at once, without a
+    snapshot.
     """
     books = _Books(spec, transport, start)
-    started = time.perf_counter()
 
     def on_sigint(signum, frame) -> None:
         if books.stop_asked:  # a second Ctrl-C: stop now, without a snapshot
@@ -261,15 +276,18 @@ def run_training(spec: JobSpec, transport: Transport, *, start: int) -> Summary:
         books.bar.close()
         signal.signal(signal.SIGINT, previous)
     iterations = max(start, int(spec.solver.max_iter))
-    return books.writer.finish(
+    summary = books.writer.finish(
         engine=transport.engine,
         network=spec.network,
         iterations=iterations,
         epochs=round(books.epoch(iterations), 6),
-        wall_seconds=round(time.perf_counter() - started, 3),
+        wall_seconds=round(books.wall_seconds(), 3),
         train_images_per_second=books.images_per_second(),
         device=transport.device_name,
         threads=transport.threads,
         resumed_from=start or None,
         snapshots=tuple(snapshot_names(spec)),
     )
+    if books.stop_asked:  # Ctrl-C came too late to stop the engine: it is trained, but stop
+        raise Stopped(f"{spec.job}: interrupted as training ended; the job is trained", "")
+    return summary

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
 
 
@@ -29,6 +30,8 @@ class JobConfig(JsonFile):
     val_batch_size: int | None = None
     dataset: str | None = None  # absolute path of the dataset folder
     dataset_info: dict = field(default_factory=dict)  # its dataset.json, as it was read
+    # upcall.data.dataset.fingerprint of that build; None in jobs made before it was recorded
+    dataset_fingerprint: str | None = None
     solver: dict = field(default_factory=dict)  # the SolverSettings the solver was made from
     schedule: dict = field(default_factory=dict)  # iterations per epoch, test and snapshot cadence
     seed: int | None = None  # None: Caffe's own choice (solver random_seed unset)
@@ -40,3 +43,37 @@ class JobConfig(JsonFile):
 
     def dataset_path(self) -> Path | None:
         return Path(self.dataset) if self.dataset else None
+
+    def check_dataset(self, job: Path) -> None:
+        """UpcallError when the job's dataset was rebuilt since ``upcall nets`` made the job
+        (the message says what changed and what to rerun). A job that recorded no fingerprint,
+        or whose dataset is gone (its files are then named missing where they are read), passes.
+        """
+        from upcall.data.dataset import DatasetManifest, fingerprint
+
+        folder = self.dataset_path()
+        if not self.dataset_fingerprint or folder is None:
+            return
+        now = fingerprint(folder)
+        if now is None or now == self.dataset_fingerprint:
+            return
+        changes = []
+        try:
+            was = DatasetManifest.from_json(self.dataset_info)
+            new = DatasetManifest.require(folder)
+            if was.size != new.size or was.image != new.image:
+                changes.append(
+                    f"size {was.image.width}x{was.image.height} ({was.size}) → "
+                    f"{new.image.width}x{new.image.height} ({new.size})"
+                )
+            modes = [x.spectrograms.mode if x.spectrograms else None for x in (was, new)]
+            if modes[0] != modes[1]:
+                changes.append(f"spectrogram mode {modes[0]} → {modes[1]}")
+        except UpcallError:
+            pass  # the fingerprint alone says it changed
+        raise UpcallError(
+            f"{job / self.FILE}: the dataset {folder} was rebuilt after this job was made ("
+            + (", ".join(changes) or "same settings, new images")
+            + f"); remake the job with `upcall nets --dataset {folder} ...`, or rebuild the "
+            "dataset it was made for"
+        )

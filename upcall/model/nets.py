@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from upcall import __version__
-from upcall.data.dataset import DatasetManifest
+from upcall.data.dataset import DatasetManifest, fingerprint
 from upcall.data.lists import read_labels
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir
@@ -52,6 +53,7 @@ class DatasetInfo:
     labels: tuple[str, ...]
     size: str  # "256x256" or "native"
     info: dict = field(default_factory=dict, compare=False)  # dataset.json as read (to_json())
+    fingerprint: str | None = None  # upcall.data.dataset.fingerprint; None: not a built dataset
 
     def source(self) -> DataSource:
         return DataSource(
@@ -81,6 +83,7 @@ def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
             info.labels or tuple(read_labels(folder / "labels.txt")),
             info.size,
             info.to_json(),
+            fingerprint(folder),
         )
     except KeyError as e:
         raise UpcallError(f"{folder / info.FILE}: no image count for {e}") from None
@@ -160,6 +163,7 @@ def make_job(
         val_batch_size=sizes["val_batch_size"],
         dataset=dataset.path,
         dataset_info=dataset.info,
+        dataset_fingerprint=dataset.fingerprint,
         solver=asdict(settings),
         schedule=asdict(schedule(settings, **sizes)),
         seed=settings.seed,
@@ -233,21 +237,44 @@ def write_tutorial(out: str | os.PathLike) -> list[Path]:
     return written
 
 
+# WhaleNet, as the README and `upcall demo` have it: it reads the native 129×30 spectrogram
+# (`upcall lmdb --size native`); AlexNet and GoogLeNet are there by name, as in the tutorial.
+DEFAULT_NETWORK = "whalenet"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     d = SolverSettings()
     parser.add_argument("--dataset", help="dataset folder made by `upcall lmdb`")
     parser.add_argument(
         "--networks",
         "--network",
-        default="alexnet",
+        default=DEFAULT_NETWORK,
         help="comma-separated registry names or train_val .prototxt paths "
-        f"({', '.join(NETWORKS)}; default alexnet)",
+        f"({', '.join(NETWORKS)}; default {DEFAULT_NETWORK})",
     )
-    parser.add_argument("--lr", default="0.01", help="comma-separated base learning rates")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, help="override the networks' batch sizes")
-    parser.add_argument("--solver-type", choices=SOLVER_TYPES, default=d.solver_type)
-    parser.add_argument("--lr-policy", choices=LR_POLICIES, default=d.lr_policy)
+    parser.add_argument(
+        "--lr", default="0.01", help="comma-separated base learning rates (default 0.01)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="override the networks' batch sizes, at least 1 (default: each network's own)",
+    )
+    parser.add_argument(
+        "--solver-type",
+        choices=SOLVER_TYPES,
+        default=d.solver_type,
+        help=f"Caffe solver type (default {d.solver_type})",
+    )
+    parser.add_argument(
+        "--lr-policy",
+        choices=LR_POLICIES,
+        default=d.lr_policy,
+        help=f"learning-rate policy, DIGITS's parameters (default {d.lr_policy})",
+    )
     parser.add_argument("--seed", type=int, help="Caffe random_seed (default: Caffe's choice)")
     parser.add_argument("--gpu", action="store_true", help="solver_mode GPU (default CPU)")
     parser.add_argument("--out", help="folder for the job folders")
@@ -261,9 +288,15 @@ def parse_lrs(text: str) -> list[float]:
         lrs = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UpcallError(f"--lr must be comma-separated numbers, not {text!r}") from None
-    if not lrs or any(lr <= 0 for lr in lrs):
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
         raise UpcallError(f"--lr needs positive learning rates, got {text!r}")
     return lrs
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """UpcallError for a ``--batch-size`` below 1 (0 would silently mean "the network's own")."""
+    if batch_size is not None and batch_size < 1:
+        raise UpcallError(f"--batch-size must be at least 1, not {batch_size}")
 
 
 def _print_list() -> None:
@@ -284,8 +317,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.dataset or not args.out:
         raise UpcallError("--dataset and --out are required (or use --list)")
-    dataset = load_dataset(args.dataset)
     lrs = parse_lrs(args.lr)
+    check_batch_size(args.batch_size)
+    dataset = load_dataset(args.dataset)
     base = SolverSettings(
         epochs=args.epochs,
         solver_type=args.solver_type,

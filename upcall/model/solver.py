@@ -48,10 +48,11 @@ class SolverSettings:
             raise UpcallError(
                 f"unknown lr policy {self.lr_policy!r}; choose one of {', '.join(LR_POLICIES)}"
             )
-        if not (self.base_lr > 0 and self.epochs >= 1 and self.iter_size >= 1):
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise UpcallError(f"base_lr must be a positive number, got {self.base_lr}")
+        if not (self.epochs >= 1 and self.iter_size >= 1):
             raise UpcallError(
-                f"base_lr must be > 0, epochs and iter_size ≥ 1 (got "
-                f"{self.base_lr}, {self.epochs}, {self.iter_size})"
+                f"epochs and iter_size must be ≥ 1 (got {self.epochs}, {self.iter_size})"
             )
 
 

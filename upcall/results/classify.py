@@ -5,6 +5,10 @@ DIGITS's "classify one" / "classify many": each input is made the way the job's 
 the validation transform (mean subtraction, centre crop, scale) and deploy.prototxt with the
 chosen snapshot's weights: a :class:`upcall.engines.predict.Predictor`, run by the torch engine
 or by real Caffe (``--backend caffe``).
+
+A folder stands for its clips and PNGs; where a clip and a PNG share a name (``train7.aiff``
+beside the ``train7.png`` made from it) only the clip is classified, once: its spectrogram is
+made the way the job's dataset was, which a PNG found beside it need not have been.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from upcall.audio.clip import AUDIO_SUFFIXES
+from upcall.audio.clip import AUDIO_SUFFIXES, FITS
 from upcall.data.dataset import DatasetManifest
+from upcall.data.render import ReadOptions
 from upcall.engines.predict import BACKENDS, load_predictor
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_text
@@ -37,6 +43,8 @@ class InputSpec:
     resize_mode: str
     spectrogram_mode: str
     seed: int  # the fill / half_crop noise
+    # How clips that are not 2 s, 2000 Hz mono are made to fit: the dataset's, plus the flags.
+    read: ReadOptions = field(default_factory=ReadOptions)
 
     @classmethod
     def from_dataset_info(cls, info: DatasetManifest) -> InputSpec:
@@ -47,6 +55,7 @@ class InputSpec:
             resize_mode=info.resize_mode,
             spectrogram_mode=info.spectrograms.mode if info.spectrograms else "tutorial",
             seed=info.seed,
+            read=info.spectrograms.read_options if info.spectrograms else ReadOptions(),
         )
 
 
@@ -73,7 +82,7 @@ def prepare(path: Path, spec: InputSpec) -> np.ndarray:
         from upcall.audio.clip import read_clip
         from upcall.data.spectrogram import compute
 
-        image = compute(read_clip(path), mode=spec.spectrogram_mode)
+        image = compute(read_clip(path, **asdict(spec.read)), mode=spec.spectrogram_mode)
     else:
         image = load_image(path, channels=1)
     if spec.native:
@@ -89,13 +98,28 @@ def prepare(path: Path, spec: InputSpec) -> np.ndarray:
 
 
 def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given; a directory stands for its audio and PNG files, in name order."""
+    """Files as given; a directory stands for its audio and PNG files, in name order.
+
+    A folder's PNG with the name of a clip beside it is left out (the clip is classified), and
+    a folder with neither is an error.
+    """
     files = []
     for p in inputs:
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (*AUDIO_SUFFIXES, ".png"))
-        else:
+        if not p.is_dir():
             files.append(p)
+            continue
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in (*AUDIO_SUFFIXES, ".png"))
+        clips = {f.stem for f in found if f.suffix.lower() in AUDIO_SUFFIXES}
+        kept = [f for f in found if f.suffix.lower() in AUDIO_SUFFIXES or f.stem not in clips]
+        if not kept:
+            raise UpcallError(f"{p}: no audio clips ({', '.join(AUDIO_SUFFIXES)}) or PNGs in it")
+        if len(kept) < len(found):
+            print(
+                f"{p}: {len(found) - len(kept)} PNG(s) left out: the clip of the same name "
+                "is classified instead",
+                file=sys.stderr,
+            )
+        files += kept
     return files
 
 
@@ -107,18 +131,32 @@ def classify(
     backend: str = "torch",
     gpu: int | None = None,
     report: BatchReport | None = None,
+    resample: bool = False,
+    mixdown: bool = False,
+    fit: str | None = None,
 ) -> list[dict]:
     """Probabilities for every readable input, one dict per input.
 
     ``backend``: what runs the deploy net, a name in :data:`upcall.engines.predict.BACKENDS`.
+    ``resample``, ``mixdown``, ``fit``: as for ``upcall spectrograms`` (see
+    :func:`upcall.audio.clip.read_clip`), on top of what the job's dataset recorded; ``fit``
+    None keeps the dataset's (``"strict"`` when it recorded none).
     Bad inputs are reported and skipped; with no ``report`` given, BatchFailed is raised after
     the rest are done, otherwise the caller finishes ``report`` (after using the rows).
     """
+    files = expand(inputs)  # before the model loads: an empty folder fails fast
     model = load_predictor(Path(job), snapshot=snapshot, backend=backend, gpu=gpu)
     spec = InputSpec.from_dataset_info(dataset_info(Path(job)))
+    read = spec.read
+    spec = replace(
+        spec,
+        read=ReadOptions(
+            resample=resample or read.resample, mixdown=mixdown or read.mixdown, fit=fit or read.fit
+        ),
+    )
     batch = report or BatchReport("inputs")
     paths, images = [], []
-    for path in expand(inputs):
+    for path in files:
         try:
             images.append(prepare(path, spec))
             paths.append(path)
@@ -156,7 +194,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         nargs="+",
         metavar="INPUTS",
-        help="audio clips (.aiff/.wav/.flac), spectrogram PNGs, or folders of them",
+        help="audio clips (.aiff/.wav/.flac), spectrogram PNGs, or folders of them (in a "
+        "folder, a PNG with a clip of the same name beside it is left out: the clip is used)",
     )
     parser.add_argument(
         "--snapshot",
@@ -171,12 +210,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="torch",
         help="run the deploy net with the torch engine (default) or with real Caffe (pycaffe)",
     )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample clips of another sample rate to 2000 Hz (default: only if the job's "
+        "dataset was made so)",
+    )
+    parser.add_argument(
+        "--mixdown",
+        action="store_true",
+        help="average the channels of stereo / multi-channel clips (default: only if the job's "
+        "dataset was made so)",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=FITS,
+        help="clips not 2 s long: zero-pad short ones (pad), keep the start of long ones "
+        "(trim), or both (pad-trim) (default: as the job's dataset, else strict: reject them)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     report = BatchReport("inputs")
     rows = classify(
-        args.job, args.inputs, snapshot=args.snapshot, backend=args.backend, report=report
+        args.job,
+        args.inputs,
+        snapshot=args.snapshot,
+        backend=args.backend,
+        report=report,
+        resample=args.resample,
+        mixdown=args.mixdown,
+        fit=args.fit,
     )
     if rows:
         names = [k for k in rows[0] if k not in ("input", "label")]

@@ -8,12 +8,15 @@ never ask which engine made a job. The metric maths lives in :mod:`upcall.result
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.results.curves import plot_curves
 from upcall.results.metrics import evaluate
@@ -41,6 +44,15 @@ def _line(record: Record) -> str:
     return json.dumps(record.to_json()) + "\n"
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (a full disk, a read-only folder) into one line naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot write: {e.strerror or e}") from e
+
+
 class JobWriter:
     """Writes one job directory as training goes; the run loop reports every event through it.
 
@@ -57,20 +69,24 @@ class JobWriter:
             if start_iter
             else []
         )
-        atomic_write_text(self.job / METRICS, "".join(_line(r) for r in self.records))
-        self._metrics = open(self.job / METRICS, "a", encoding="utf-8")
-        self._log = open(self.job / LOG, "a" if start_iter else "w", encoding="utf-8")
+        with writing(self.job / METRICS):
+            atomic_write_text(self.job / METRICS, "".join(_line(r) for r in self.records))
+            self._metrics = open(self.job / METRICS, "a", encoding="utf-8")
+        with writing(self.job / LOG):
+            self._log = open(self.job / LOG, "a" if start_iter else "w", encoding="utf-8")
 
     def log(self, message: str) -> None:
         """Append one timestamped line to train.log."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"{stamp} {message}\n")
-        self._log.flush()
+        with writing(self.job / LOG):
+            self._log.write(f"{stamp} {message}\n")
+            self._log.flush()
 
     def _append(self, record: Record) -> None:
         self.records.append(record)
-        self._metrics.write(_line(record))
-        self._metrics.flush()
+        with writing(self.job / METRICS):
+            self._metrics.write(_line(record))
+            self._metrics.flush()
 
     def tested(self) -> set[int]:
         """The iterations that have a test record."""
@@ -118,20 +134,23 @@ class JobWriter:
 
     def draw(self) -> None:
         """Redraw curves.png from the records so far (atomically)."""
-        plot_curves(self.records, self.job / CURVES, title=self.job.name)
+        with writing(self.job / CURVES):
+            plot_curves(self.records, self.job / CURVES, title=self.job.name)
 
     def finish(self, **fields) -> Summary:
         """Write summary.json: ``fields`` plus the final and best validation results."""
         tests = validation_records(self.records)
         summary = Summary(**fields, final=tests[-1] if tests else None, best=Best.of(tests))
-        summary.write(self.job)
+        with writing(self.job / SUMMARY):
+            summary.write(self.job)
         self.draw()
         self.close()
         return summary
 
     def close(self) -> None:
-        self._metrics.close()
-        self._log.close()
+        for file in (self._metrics, self._log):
+            with contextlib.suppress(OSError):  # a full disk: the write already said so
+                file.close()
 
 
 def _describe(r: TestRecord) -> str:

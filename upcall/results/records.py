@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -77,6 +78,9 @@ class Best(JsonFile):
 
     @classmethod
     def of(cls, tests: list[TestRecord]) -> Best | None:
+        """The best of the tests of trained weights: the iteration-0 test (the untrained net)
+        does not count."""
+        tests = [r for r in tests if r.iter > 0]
         if not tests:
             return None
 
@@ -115,13 +119,24 @@ def read_metrics(job: Path, *, missing_ok: bool = False) -> list[Record]:
         if missing_ok:
             return []
         raise UpcallError(f"{path}: no such file (has the job been trained?)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UpcallError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from e
     records: list[Record] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
+            if n == len(lines) and not text.endswith("\n"):  # cut short by a crash: drop it
+                print(
+                    f"{path}:{n}: warning: dropped a torn last line (an interrupted write)",
+                    file=sys.stderr,
+                )
+                break
             raise UpcallError(f"{path}:{n}: not a JSON line: {e.msg}") from e
         kind = value.get("kind") if isinstance(value, dict) else None
         if kind not in RECORDS:

@@ -18,7 +18,13 @@ from upcall.fsutil import atomic_write_text
 from upcall.model.jobconfig import JobConfig
 from upcall.plotting import pyplot, save_png
 from upcall.results.curves import scale_loss_axis
-from upcall.results.records import SUMMARY, read_metrics, read_summary, validation_records
+from upcall.results.records import (
+    SUMMARY,
+    TestRecord,
+    read_metrics,
+    read_summary,
+    validation_records,
+)
 
 HELP = "compare trained jobs: a table of final/best validation results and a comparison plot"
 
@@ -149,14 +155,13 @@ def csv_table(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def plot_comparison(jobs: list[Path], out: Path) -> None:
+def plot_comparison(jobs: dict[Path, list[TestRecord]], out: Path) -> None:
     """Validation AUC (left) and validation loss (right) against epoch, one line per job."""
     plt = pyplot()
 
     fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     all_tests = []
-    for job in jobs:
-        tests = validation_records(read_metrics(job))
+    for job, tests in jobs.items():
         all_tests += tests
         epochs = [r.epoch for r in tests]
         ax_auc.plot(epochs, [_nan(r.val_auc) for r in tests], marker=".", label=job.name)
@@ -180,11 +185,12 @@ def make_report(paths: list[Path], *, out: Path) -> list[Row]:
     BatchFailed is raised.
     """
     batch = BatchReport("jobs")
-    rows, trained = [], []
+    rows, trained = [], {}
     for job in find_jobs(paths):
         try:
-            rows.append(job_row(job))
-            trained.append(job)
+            row, tests = job_row(job), validation_records(read_metrics(job))
+            rows.append(row)
+            trained[job] = tests
             batch.ok()
         except UpcallError as e:
             batch.fail(job, str(e))

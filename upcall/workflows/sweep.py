@@ -2,8 +2,9 @@
 
 ``upcall sweep --dataset DS --networks alexnet,googlenet --lr 0.001,0.005,0.01,0.05 --out JOBS``
 (also ``python scripts/run_sweep.py ...``) is ``upcall nets`` + ``upcall train`` per job +
-``upcall report``. It is safe to interrupt and rerun: trained jobs are skipped, interrupted ones
-resume from their last snapshot, and a job that fails is reported while the others go on.
+``upcall report``. It is safe to interrupt and rerun the same command: trained jobs are skipped,
+interrupted ones resume from their last complete snapshot, ones without one start over, and a
+job that fails is reported while the others go on.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ HELP = (
 
 
 def train_pending(job: Path, engine: Engine) -> str:
-    """Train ``job`` as the engine sees it: new ones from scratch, interrupted ones from their
-    snapshot; done ones and ones running elsewhere are left alone.
+    """Train ``job`` as the engine sees it: new ones from scratch (clearing what a run that
+    never reached a snapshot left), interrupted ones from their snapshot; done ones and ones
+    running elsewhere are left alone.
 
     Returns what happened: "trained", "already trained" or "running elsewhere".
     """
@@ -37,8 +39,18 @@ def train_pending(job: Path, engine: Engine) -> str:
         return "already trained"
     if status is JobStatus.RUNNING:
         return "running elsewhere"
-    engine.train(job, resume=status is JobStatus.RESUMABLE)
+    resume = status is JobStatus.RESUMABLE
+    engine.train(job, resume=resume, restart=not resume)
     return "trained"
+
+
+def _stopped(job: Path, e: BaseException) -> Interrupted:
+    """The sweep's Ctrl-C message: where the job stopped, and to rerun the sweep to go on."""
+    what = getattr(e, "what", None) or f"{job}: stopped"
+    return Interrupted(
+        f"{what}; to go on, run the same upcall sweep command again (trained jobs are "
+        "skipped, this one resumes)"
+    )
 
 
 def write_jobs(
@@ -92,12 +104,23 @@ def same_job(folder: Path, files: dict[str, str]) -> bool:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from upcall.engines import add_engine_arguments
+    from upcall.model.nets import DEFAULT_NETWORK
 
     parser.add_argument("--dataset", required=True, help="dataset folder made by `upcall lmdb`")
-    parser.add_argument("--networks", default="alexnet", help="comma-separated (default alexnet)")
-    parser.add_argument("--lr", default="0.001,0.005,0.01,0.05", help="comma-separated rates")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--networks",
+        default=DEFAULT_NETWORK,
+        help=f"comma-separated, as for `upcall nets` (default {DEFAULT_NETWORK})",
+    )
+    parser.add_argument(
+        "--lr",
+        default="0.001,0.005,0.01,0.05",
+        help="comma-separated rates (default 0.001,0.005,0.01,0.05, the tutorial's)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="training epochs (default 5, the tutorial's)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Caffe random_seed (default 0)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the job folders")
     add_engine_arguments(parser)
 
@@ -126,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             print(train_pending(folder, engine))
             report.ok()
-        except Interrupted:  # Ctrl-C stops the sweep, not just this job; the CLI says so
+        except (Interrupted, KeyboardInterrupt) as e:  # Ctrl-C stops the sweep, not just the job
             print(flush=True)
-            raise
+            raise _stopped(folder, e) from e
         except UpcallError as e:
             print("failed")
             report.fail(folder, str(e))

@@ -16,20 +16,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from upcall.engines import add_engine_arguments
 
     parser.add_argument(
-        "job", type=Path, metavar="JOB_DIR", help="a job directory from `upcall nets`"
+        "job",
+        type=Path,
+        metavar="JOB_DIR",
+        help="a job directory from `upcall nets` (or its solver.prototxt)",
     )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the latest snapshot in JOB_DIR"
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest complete snapshot in JOB_DIR",
+    )
+    start.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the results of an earlier run (snapshots, metrics, summary) and train anew; "
+        "without --resume or --restart a job that holds results is refused",
     )
     add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from upcall.engines import get_engine, options_from_args
+    from upcall.engines.jobspec import job_dir
 
     # Ctrl-C raises upcall.errors.Interrupted, which the CLI reports (once) with exit status 130
-    summary = get_engine(args.engine, options_from_args(args)).train(args.job, resume=args.resume)
-    print_summary(args.job, summary)
+    engine = get_engine(args.engine, options_from_args(args))
+    summary = engine.train(args.job, resume=args.resume, restart=args.restart)
+    print_summary(job_dir(args.job), summary)
     return 0
 
 

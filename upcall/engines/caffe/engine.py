@@ -27,7 +27,8 @@ from upcall.engines.base import JobStatus, local_status
 from upcall.engines.caffe import root as caffe
 from upcall.engines.caffe.log import LogState
 from upcall.engines.caffe.options import Options
-from upcall.engines.jobspec import JobSpec, classifier_head, load_job, resume_point
+from upcall.engines.jobspec import JobSpec, check_data, classifier_head, load_job
+from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
@@ -59,7 +60,7 @@ class CaffeEngine:
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
 
-    def train(self, job: Path, *, resume: bool = False) -> Summary:
+    def train(self, job: Path, *, resume: bool = False, restart: bool = False) -> Summary:
         o = self.options
         caffe.require_caffe(caffe_bin=o.caffe_bin)
         if o.gpu is not None and caffe.own_caffe(o.caffe_bin) is None:
@@ -68,7 +69,8 @@ class CaffeEngine:
                 "(or UPCALL_CAFFE) at a CUDA build of Caffe to train on a GPU"
             )
         spec = load_job(job)
-        start = resume_point(spec) if resume else 0
+        check_data(spec)
+        start = start_point(spec, resume=resume, restart=restart)
         return run_training(spec, _Run(spec, o), start=start)
 
     def status(self, job: Path) -> JobStatus:
@@ -100,6 +102,11 @@ class _Run:
         yield Log(f"caffe engine: {' '.join(self._command(args))}")
         with open(spec.job / CAFFE_LOG, "a" if start else "w", encoding="utf-8") as log:
             returncode = yield from self._run_caffe(args, log)
+        if returncode != 0 and state.snapshots and "SerializeToOstream" in (state.fatal or ""):
+            raise UpcallError(  # Caffe's CHECK on a snapshot write: a full disk, most often
+                f"{spec.job / state.snapshots[-1]}: Caffe could not write this snapshot (is the "
+                f"disk full?); resume later uses the last complete one; see {spec.job / CAFFE_LOG}"
+            )
         if returncode != 0 or (state.fatal and state.fatal.startswith("F")):
             raise UpcallError(
                 f"{spec.job / CAFFE_LOG}: caffe train failed (exit status "

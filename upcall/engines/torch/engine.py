@@ -23,6 +23,7 @@ the books (records, progress, Ctrl-C, summary.json) from the events :meth:`_Run.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -32,13 +33,13 @@ import numpy as np
 import torch
 
 from upcall.engines.base import JobStatus, local_status
-from upcall.engines.jobspec import DataSpec, JobSpec, classifier_head, load_job, resume_point
+from upcall.engines.jobspec import DataSpec, JobSpec, classifier_head, load_job
+from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.engines.torch.data import Feeder
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.options import Options
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_path
 from upcall.proto import caffe_pb2
 from upcall.results.records import Summary
 
@@ -72,11 +73,13 @@ class TorchEngine:
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
 
-    def train(self, job: Path, *, resume: bool = False) -> Summary:
+    def train(self, job: Path, *, resume: bool = False, restart: bool = False) -> Summary:
         spec = load_job(job)
+        start = start_point(spec, resume=resume, restart=restart)
         device = configure_device(self.options.gpu, self.options.threads)
         run = _Run(spec, device)
-        start = run.restore() if resume else 0
+        if start:
+            start = run.restore(start)
         return run_training(spec, run, start=start)
 
     def status(self, job: Path) -> JobStatus:
@@ -259,17 +262,13 @@ class _Run:
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> Iterator[Event]:
-        """Caffe's snapshot pair for the current iteration, plus our .rng.pt (see module doc)."""
+        """Caffe's snapshot pair for the current iteration, plus our .rng.pt (see module doc),
+        written as one set (:func:`upcall.engines.snapshots.write_set`)."""
+        from upcall.engines.snapshots import write_set
         from upcall.engines.torch.caffemodel import save_caffemodel, save_solverstate
 
         spec = self.spec
         model = spec.snapshot_path(self.iter, ".caffemodel")
-        save_caffemodel(self.net, model)
-        save_solverstate(
-            spec.snapshot_path(self.iter, ".solverstate"),
-            self.solver.state(self.iter),
-            learned_net=model.name,
-        )
         rng = {
             "train": self.train_feed.state(),
             "test": self.test_feed.state() if self.test_feed else None,
@@ -277,26 +276,45 @@ class _Run:
             "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "losses": list(self.losses),
         }
-        with atomic_path(spec.snapshot_path(self.iter, ".rng.pt")) as tmp:
-            torch.save(rng, tmp)
+        buffer = io.BytesIO()
+        torch.save(rng, buffer)  # in memory: a failed write is then an OSError naming the file
+        state = self.solver.state(self.iter)
+        write_set(
+            spec,
+            self.iter,
+            {
+                ".caffemodel": lambda path: save_caffemodel(self.net, path),
+                # the .caffemodel as Caffe, run in the job directory, names it
+                ".solverstate": lambda path: save_solverstate(
+                    path, state, learned_net=str(model.relative_to(spec.job))
+                ),
+                ".rng.pt": lambda path: path.write_bytes(buffer.getvalue()),
+            },
+        )
         yield Log(f"Snapshotting to {model.name} (+ .solverstate, .rng.pt)")
         yield Snapshotted(self.iter)
 
-    def restore(self) -> int:
-        """Load the latest snapshot; returns the iteration to continue from."""
+    def restore(self, it: int) -> int:
+        """Load snapshot ``it`` (a complete set); returns the iteration to continue from."""
         from upcall.engines.torch.caffemodel import load_caffemodel, read_solverstate
 
         spec = self.spec
-        it = resume_point(spec)
-        snap, learned_net = read_solverstate(spec.snapshot_path(it, ".solverstate"))
-        # Caffe records the caffemodel path as it was written; ours is relative to the job
-        load_caffemodel(self.net, spec.job / learned_net)
+        snap, _ = read_solverstate(spec.snapshot_path(it, ".solverstate"))
+        # the set's own .caffemodel: its learned_net may name where another machine wrote it
+        load_caffemodel(self.net, spec.snapshot_path(it, ".caffemodel"))
         self.iter = self.solver.load_state(snap)
         rng_path = spec.snapshot_path(it, ".rng.pt")
         if not rng_path.exists():
             print(f"{rng_path}: missing; resuming with fresh data order and random draws")
             return self.iter
-        rng = torch.load(rng_path, weights_only=False)
+        try:
+            rng = torch.load(rng_path, weights_only=False)
+        except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError...
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UpcallError(
+                f"{rng_path}: cannot be loaded ({reason}); delete the {rng_path.name[:-7]}.* "
+                "files to resume from the snapshot before it"
+            ) from e
         self.train_feed.load_state(rng["train"])
         if self.test_feed is not None and rng["test"] is not None:
             self.test_feed.load_state(rng["test"])

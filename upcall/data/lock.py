@@ -1,0 +1,71 @@
+"""Folder locks: one writer at a time, or any number of readers, per folder (``fcntl.flock``).
+
+A writer of a folder (``upcall spectrograms`` of ROOT, ``upcall lists`` of LISTS, ``upcall lmdb``
+of DATASET) takes the exclusive lock; a step that reads a folder another may be rewriting
+(``upcall lmdb`` reading ROOT's PNGs) takes a shared one. Nobody waits, and a process may take a
+lock it holds again: a lock held by another process is a one-line error, so two runs never
+interleave their files. The kernel drops a lock when its process dies, so a killed run never
+leaves a folder locked. A writer removes the lock file when it is done; whoever locked a file
+that has since been removed or replaced locks the new one instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from upcall.errors import UpcallError
+
+_HELD: set[Path] = set()  # lock files this process holds
+
+
+@contextlib.contextmanager
+def folder_lock(lock_file: str | os.PathLike, *, shared: bool = False) -> Iterator[None]:
+    """Hold ``lock_file`` (created if missing) exclusively, or ``shared``, for the block.
+
+    Raises UpcallError naming the file when another process holds a conflicting lock.
+    """
+    lock_file = Path(lock_file).resolve()
+    if lock_file in _HELD:  # already ours (a step calling another): flock would refuse itself
+        yield
+        return
+    try:
+        fd = _lock(lock_file, shared)
+    except OSError:
+        if not shared:
+            raise  # the writer cannot write there either: its own error names the folder
+        yield  # a reader of a folder it may not write, nor may anyone it would race with
+        return
+    _HELD.add(lock_file)
+    try:
+        yield
+    finally:
+        _HELD.discard(lock_file)
+        if not shared:  # other readers may still hold a shared one
+            lock_file.unlink(missing_ok=True)
+        os.close(fd)  # closing releases the lock
+
+
+def _lock(lock_file: Path, shared: bool) -> int:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            doing = "writing" if shared else "using"
+            raise UpcallError(
+                f"{lock_file}: another upcall is {doing} {lock_file.parent} (it holds this "
+                "lock); wait for it to finish, or write somewhere else"
+            ) from None
+        try:
+            if os.stat(lock_file).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its writer removed it after we opened it: lock the file there now
+    raise UpcallError(f"{lock_file}: keeps being replaced; is another upcall running?")

@@ -1,0 +1,126 @@
+"""Where a training run starts: from scratch (refusing, or with ``--restart`` clearing, the results
+of an earlier run) or, with ``--resume``, from the latest complete snapshot set. Shared by every
+local engine, so each makes the same checks before it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+from upcall.engines import snapshots as sets
+from upcall.engines.jobspec import JobSpec
+from upcall.errors import UpcallError
+from upcall.fsutil import atomic_write_text
+from upcall.results.jobdir import CURVES, LOG
+from upcall.results.records import METRICS, SUMMARY
+
+WALL = (
+    "wall_time.json"  # {"N": seconds of training up to snapshot N}: summary's wall time on resume
+)
+# what a run writes besides its snapshots (the caffe engine's log, solver copy, initial weights)
+RESULTS = (SUMMARY, METRICS, CURVES, LOG, WALL)
+CAFFE_RESULTS = ("caffe_output.log", "caffe_solver.prototxt", "init_weights.caffemodel")
+_SNAPSHOT = re.compile(r".*_iter_\d+\.(caffemodel|solverstate|rng\.pt)")
+_TRASH = ".restart-"  # the hidden folder --restart moves old results into
+
+
+def start_point(spec: JobSpec, *, resume: bool, restart: bool = False) -> int:
+    """Check the job can train and return the iteration to start from.
+
+    ``resume``: the latest complete snapshot set (incomplete later sets are named and removed).
+    Otherwise iteration 0, refusing a job that holds results unless ``restart``, which clears
+    them first.
+    """
+    if resume and restart:
+        raise UpcallError("--resume and --restart exclude each other")
+    solver_path = spec.job / "solver.prototxt"
+    if not spec.solver.base_lr > 0:
+        raise UpcallError(f"{solver_path}: base_lr must be positive, not {spec.solver.base_lr:g}")
+    _remove_leftovers(spec)
+    if not resume:
+        found = earlier_results(spec)
+        if found and not restart:
+            raise UpcallError(
+                f"{spec.job}: holds the results of an earlier run ({', '.join(found[:3])}"
+                f"{', ...' if len(found) > 3 else ''}); continue it with --resume, or start over "
+                "with --restart (deletes them)"
+            )
+        clear_results(spec)
+        return 0
+    it = sets.latest_complete(spec, warn=True)
+    if it is None:
+        raise UpcallError(
+            f"{spec.job}: --resume asked for, but there is no "
+            f"{spec.prefix.name}_iter_N.solverstate to resume from (with its .caffemodel)"
+        )
+    sets.remove_after(spec, it)
+    if it < spec.solver.max_iter:
+        (spec.job / SUMMARY).unlink(missing_ok=True)  # the job is no longer done
+    return it
+
+
+def earlier_results(spec: JobSpec) -> list[str]:
+    """The names that show an earlier run trained this job: summary.json, snapshots, records."""
+    found = [SUMMARY] if (spec.job / SUMMARY).exists() else []
+    found += [spec.snapshot_path(it, ".caffemodel").name for it in reversed(sets.iterations(spec))]
+    metrics = spec.job / METRICS
+    if metrics.exists() and metrics.stat().st_size:
+        found.append(METRICS)
+    return found
+
+
+def clear_results(spec: JobSpec) -> None:
+    """Delete every result of an earlier run: first moved into one hidden folder (so a crash
+    leaves either the old results or none, under their names), then that folder is removed."""
+    names = [*RESULTS, *CAFFE_RESULTS]
+    folders = dict.fromkeys([spec.job, spec.prefix.parent])
+    doomed = [spec.job / n for n in names if (spec.job / n).exists()]
+    for folder in folders:
+        doomed += [p for p in folder.iterdir() if _SNAPSHOT.fullmatch(p.name) and p.is_file()]
+    if not doomed:
+        return
+    trash = spec.job / f"{_TRASH}{os.getpid()}"
+    trash.mkdir(exist_ok=True)
+    # snapshots first, summary.json before metrics.jsonl: cut short, what is left is still one run
+    doomed.sort(key=lambda p: (p.name != METRICS, p.name != SUMMARY), reverse=True)
+    for n, path in enumerate(doomed):
+        os.replace(path, trash / f"{n}-{path.name}")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _remove_leftovers(spec: JobSpec) -> None:
+    """Temporaries and --restart folders of processes that were killed."""
+    for folder in dict.fromkeys([spec.job, spec.prefix.parent]):
+        sets.remove_stale_temps(folder)
+    for trash in spec.job.glob(f"{_TRASH}*"):
+        pid = trash.name[len(_TRASH) :]
+        if pid.isdigit() and not sets._alive(int(pid)):
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def earlier_wall_time(spec: JobSpec, it: int) -> float:
+    """Seconds of training up to snapshot ``it``, as recorded by the runs that made it (0.0 when
+    unknown: a job from an older upcall)."""
+    try:
+        value = json.loads((spec.job / WALL).read_text(encoding="utf-8")).get(str(it), 0.0)
+        return float(value)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0.0
+
+
+def record_wall_time(spec: JobSpec, it: int, seconds: float) -> None:
+    """Note that snapshot ``it`` holds ``seconds`` of training (for a later resume's summary)."""
+    path = spec.job / WALL
+    try:
+        times = json.loads(path.read_text(encoding="utf-8"))
+        times = times if isinstance(times, dict) else {}
+    except (OSError, ValueError):
+        times = {}
+    times[str(it)] = round(seconds, 3)
+    try:
+        atomic_write_text(path, json.dumps(times, sort_keys=True) + "\n")
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot write: {e.strerror or e}") from e
