@@ -55,7 +55,9 @@ def normalise(db: np.ndarray) -> np.ndarray:
 
 def _rows(lo: float, hi: float) -> slice:
     bin_hz = RATE / NFFT
-    return slice(int(np.ceil(lo / bin_hz)) - ROWS.start, int(np.floor(hi / bin_hz)) - ROWS.start + 1)
+    return slice(
+        int(np.ceil(lo / bin_hz)) - ROWS.start, int(np.floor(hi / bin_hz)) - ROWS.start + 1
+    )
 
 
 def _window_max(c: np.ndarray, width: int) -> np.ndarray:

@@ -289,3 +289,20 @@ def test_lmdb_killed_then_rerun_leaves_no_temporary(data, tmp_path):
     res = upcall("lmdb", data / "d/lists", "--out", "ds", "--size", "native", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert not list(tmp_path.glob(".ds.*.tmp")) and (tmp_path / "ds" / "dataset.json").is_file()
+
+
+def test_an_error_raised_while_a_ctrl_c_unwinds_is_an_interrupt(monkeypatch, capsys):
+    """A Ctrl-C in the middle of an import can leave a half-made module that then fails with
+    another error (seen with scipy.signal): that is still the user's Ctrl-C, one line, 130."""
+    from upcall.cli import main
+    from upcall.data import explore
+
+    def half_imported(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("cannot import name 'x' from partially initialized module") from None
+
+    monkeypatch.setattr(explore, "run", half_imported)
+    assert main(["explore", "anything"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["upcall explore: interrupted"]

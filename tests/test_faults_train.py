@@ -19,6 +19,7 @@ from test_train import SOLVER, make_job
 from upcall.engines import get_engine
 from upcall.proto import caffe_pb2
 from upcall.results.jobdir import JobWriter, read_metrics, read_summary
+from upcall.results.records import WallTimes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -265,7 +266,7 @@ def test_report_reports_the_bad_job_and_goes_on(tmp_path, reference):
 def test_resumed_summary_counts_the_whole_training_time(tmp_path):
     job = make_job(tmp_path, max_iter=6)
     first = get_engine("torch", threads=1).train(job)
-    at_six = json.loads((job / "wall_time.json").read_text())["6"]
+    at_six = WallTimes.read(job).upto(6)
     assert 0 < at_six <= first.wall_seconds
     set_solver(job, 7)
     second = get_engine("torch", threads=1).train(job, resume=True)

@@ -91,7 +91,7 @@ def _failed(e: BaseException, prog: str) -> int | None:
     lmdb = sys.modules.get("lmdb")  # not imported here: an lmdb.Error means lmdb was loaded
     if isinstance(e, Interrupted):  # stopped on Ctrl-C with a snapshot: say (once) how to go on
         message, code = str(e), 130
-    elif isinstance(e, KeyboardInterrupt):
+    elif _interrupted(e):
         message, code = "interrupted", 130
     elif isinstance(e, UpcallError):
         message, code = f"error: {e}", 1
@@ -107,6 +107,17 @@ def _failed(e: BaseException, prog: str) -> int | None:
         traceback.print_exception(e)
     print(f"{prog}: {message}", file=sys.stderr, flush=True)
     return code
+
+
+def _interrupted(e: BaseException) -> bool:
+    """A Ctrl-C, or an error raised while one was being handled: a Ctrl-C in the middle of an
+    import (scipy's, say) can leave a half-made module whose next use fails another way."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def describe_os_error(e: OSError) -> str:

@@ -15,18 +15,19 @@ from pathlib import Path
 from upcall.errors import UpcallError
 
 
-def _temp_sibling(final: Path) -> Path:
+def temp_sibling(final: Path) -> Path:
     # Same directory (so the rename is atomic), hidden, unique per process, and it keeps the
     # final suffix so tools that infer a format from the name still work.
     return final.with_name(f".{final.name}.{os.getpid()}.tmp{final.suffix}")
 
 
-# What _temp_sibling and atomic_dir's set-aside old version are called: (name, pid, rest)
+# What temp_sibling and atomic_dir's set-aside old version are called: (name, pid, rest)
 _LEFTOVER = re.compile(r"\.(.+)\.(\d+)\.(tmp.*|old)")
 _swept: set[Path] = set()  # folders this process (or its parent, before forking) has swept
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def sweep_leftovers(folder: Path) -> None:
         return
     for entry in entries:
         m = _LEFTOVER.fullmatch(entry.name)
-        if m is None or _alive(int(m.group(2))):
+        if m is None or pid_alive(int(m.group(2))):
             continue
         name, rest = m.group(1), m.group(3)
         if rest != "old" and rest != "tmp" + Path(name).suffix:
@@ -91,7 +92,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final.parent)
-    tmp = _temp_sibling(final)
+    tmp = temp_sibling(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -119,7 +120,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final.parent)
-    tmp = _temp_sibling(final)
+    tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

@@ -7,36 +7,38 @@ frequency, so "faint" means faint against the noise actually there. The backgrou
 sea noise after Wenz, flow noise in 25 % of clips, ships in 30 %, clicks and knocks in 30 %) is
 in :mod:`upcall.audio.noise`. On top of it:
 
-- Hard negatives (70 % of negatives, 20 % of positives, so their presence says little): tonal
-  sounds with the call's band or its shape but not both — down-sweeps, flat moans, up-sweeps too
-  short (< 0.3 s) or above the band (300+ Hz), humpback-like units (arched or wavering contours
-  with harmonics) — at the calls' own SNRs, so loudness says nothing either.
+- Hard negatives: tonal sounds with the call's band or its shape but not both — down-sweeps,
+  flat moans, up-sweeps too short (< 0.3 s) or above the band (300+ Hz), humpback-like units
+  (arched or wavering contours with harmonics) — in negatives and, less often, in positives, so
+  their presence says little; at the calls' own SNRs, so loudness says nothing either.
 - The up-call (positives): an up-sweep f(u) = f0 + (f1 - f0)·u^c from 50–110 Hz rising 40–140 Hz
   (capped at 250 Hz) over 0.5–1.5 s, raised-cosine envelope with random rise and fall, 0–2
   weaker harmonics. Band SNR is the call's power over the noise power in 50 Hz around it.
 - Level: the mixture is scaled to a peak drawn log-uniformly from 0.01 to 1.0 of full scale,
   independently of the label (the real clips are not level-normalised).
 
-Two difficulties (:data:`DIFFICULTIES`); ``hard`` is the default and is calibrated so that a
-fixed classical reference (``benchmarks/reference_hgb.py``: gradient boosting on a normalised
-log spectrogram) scores AUC ≈ 0.91 with 6,000 training clips and ≈ 0.93 with 30,000, close to
-what template matching + boosting scores on the real Cornell buoy data (0.935):
+Two difficulties (:data:`DIFFICULTIES`). ``hard`` is the default, calibrated so that a fixed
+classical reference (``benchmarks/reference_hgb.py``: gradient boosting on a normalised log
+spectrogram) scores AUC ≈ 0.91 with 6,000 training clips and ≈ 0.93 with 30,000, near what
+template matching + boosting scores on the real Cornell buoy data (0.935):
 
-- ``easy`` (generator 1, the clips are unchanged): J-shaped sweeps only (c 1–2.2), band SNR
-  uniform in 6–25 dB, at least 85 % of the call inside the clip, harmonics 0.05–0.4.
+- ``easy`` (generator 1's clips, bit for bit): J-shaped sweeps only (c 1–2.2), band SNR uniform
+  in 6–25 dB, at least 85 % of the call inside the clip, harmonics 0.05–0.4, hard negatives in
+  70 % of negatives and 20 % of positives.
 - ``hard``: band SNR from a range model. Whales are spread uniformly over the area around the
   buoy out to 25 km, so distant (faint) calls outnumber near ones; the received level falls by
   15·log10(range) (between cylindrical and spherical spreading, as in shallow water) with a
-  5 dB spread of source level. A call is labelled 1 only if the analyst saw it: seen with a
-  logistic probability of its SNR (50 % at ``seen_snr_db``), so labelled calls reach well below
-  0 dB and the faintest are mostly missed. A missed call is label noise: 3 % of the clips
-  labelled 0 hold one (Kaggle's labels were analysts' marks). Calls may be cut by the clip's
-  edge (at least 60 % inside, as a 2 s window on a 1 s call allows). Multipath: in shallow water
-  (Cape Cod Bay, 30–60 m) surface- and bottom-reflected arrivals follow the direct one; 60 % of
-  calls get 1–3 echoes 10–120 ms later at 0.2–0.6 of its amplitude, those with an odd number of
-  surface bounces inverted, smearing the contour. Contours vary: accelerating (J-shaped, c > 1)
-  and decelerating (c < 1) sweeps, a small initial dip (3–12 Hz) in a third of calls, and
-  weaker harmonics (0.02–0.2).
+  5 dB spread of source level: a mixture over range whose median is 2 dB. A call is labelled 1
+  only if the analyst saw it, with a logistic probability of its SNR (50 % at 6 dB, scale 3 dB:
+  analysts are inconsistent), so labelled calls reach well below 0 dB (about 6 % of them; the
+  faintest near -8 dB) while most calls that faint are missed. A missed call is label noise: 2 %
+  of the clips labelled 0 hold one (Kaggle's labels are analysts' marks). Calls may be cut by
+  the clip's edge (at least 60 % inside). Multipath: in shallow water (Cape Cod Bay, 30–60 m)
+  surface- and bottom-reflected arrivals follow the direct one; 60 % of calls get 1–3 echoes
+  10–120 ms later at 0.2–0.6 of its amplitude, some inverted (odd surface bounces), smearing the
+  contour. Contours vary: accelerating (J-shaped, c > 1) and decelerating (c < 1) sweeps, a
+  small initial dip (3–12 Hz) in a third of the calls, weaker harmonics (0.02–0.2). The sea is
+  busier: hard negatives in 90 % of negatives and 50 % of positives.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ local engine, so each makes the same checks before it trains.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,13 +12,11 @@ import shutil
 from upcall.engines import snapshots as sets
 from upcall.engines.jobspec import JobSpec
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import pid_alive, sweep_leftovers
 from upcall.results.jobdir import CURVES, LOG
-from upcall.results.records import METRICS, SUMMARY
+from upcall.results.records import METRICS, SUMMARY, WallTimes
 
-WALL = (
-    "wall_time.json"  # {"N": seconds of training up to snapshot N}: summary's wall time on resume
-)
+WALL = WallTimes.FILE
 # what a run writes besides its snapshots (the caffe engine's log, solver copy, initial weights)
 RESULTS = (SUMMARY, METRICS, CURVES, LOG, WALL)
 CAFFE_RESULTS = ("caffe_output.log", "caffe_solver.prototxt", "init_weights.caffemodel")
@@ -94,33 +91,30 @@ def clear_results(spec: JobSpec) -> None:
 def _remove_leftovers(spec: JobSpec) -> None:
     """Temporaries and --restart folders of processes that were killed."""
     for folder in dict.fromkeys([spec.job, spec.prefix.parent]):
-        sets.remove_stale_temps(folder)
+        sweep_leftovers(folder)
     for trash in spec.job.glob(f"{_TRASH}*"):
         pid = trash.name[len(_TRASH) :]
-        if pid.isdigit() and not sets._alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(trash, ignore_errors=True)
 
 
 def earlier_wall_time(spec: JobSpec, it: int) -> float:
     """Seconds of training up to snapshot ``it``, as recorded by the runs that made it (0.0 when
-    unknown: a job from an older upcall)."""
+    unknown: a job from an older upcall, or an unreadable record)."""
     try:
-        value = json.loads((spec.job / WALL).read_text(encoding="utf-8")).get(str(it), 0.0)
-        return float(value)
-    except (OSError, ValueError, AttributeError, TypeError):
+        times = WallTimes.read(spec.job)
+    except UpcallError:
         return 0.0
+    return times.upto(it) if times else 0.0
 
 
 def record_wall_time(spec: JobSpec, it: int, seconds: float) -> None:
     """Note that snapshot ``it`` holds ``seconds`` of training (for a later resume's summary)."""
-    path = spec.job / WALL
     try:
-        times = json.loads(path.read_text(encoding="utf-8"))
-        times = times if isinstance(times, dict) else {}
-    except (OSError, ValueError):
-        times = {}
-    times[str(it)] = round(seconds, 3)
+        times = WallTimes.read(spec.job) or WallTimes()
+    except UpcallError:
+        times = WallTimes()
     try:
-        atomic_write_text(path, json.dumps(times, sort_keys=True) + "\n")
+        times.with_snapshot(it, seconds).write(spec.job)
     except OSError as e:
-        raise UpcallError(f"{path}: cannot write: {e.strerror or e}") from e
+        raise UpcallError(f"{spec.job / WallTimes.FILE}: cannot write: {e.strerror or e}") from e

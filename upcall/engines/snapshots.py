@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import DecodeError
 
 from upcall.errors import UpcallError
+from upcall.fsutil import temp_sibling
 from upcall.proto import caffe_pb2
 
 if TYPE_CHECKING:
@@ -29,11 +30,10 @@ if TYPE_CHECKING:
 
 PAIR = (".solverstate", ".caffemodel")  # what every engine's set holds (Caffe's snapshot)
 SUFFIXES = (".caffemodel", ".solverstate", ".rng.pt")
-_TEMP = re.compile(r"\..*_iter_\d+\..*\.(\d+)\.tmp.*")  # our temporaries; group 1: the writer's pid
 
 
 def _temp(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    return temp_sibling(final)  # the name fsutil.sweep_leftovers clears after a SIGKILL
 
 
 def write_set(spec: JobSpec, it: int, writers: dict[str, Callable[[Path], None]]) -> None:
@@ -123,23 +123,3 @@ def remove_after(spec: JobSpec, it: int) -> None:
         if later > it:
             for suffix in SUFFIXES:
                 spec.snapshot_path(later, suffix).unlink(missing_ok=True)
-
-
-def remove_stale_temps(folder: Path) -> None:
-    """Delete the snapshot temporaries that killed writers (SIGKILL) left in ``folder``."""
-    for p in folder.glob(".*_iter_*.tmp*"):
-        m = _TEMP.fullmatch(p.name)
-        if m and not _alive(int(m.group(1))):
-            p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

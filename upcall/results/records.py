@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -156,3 +156,19 @@ def validation_records(records: list[Record]) -> list[TestRecord]:
 
 def train_records(records: list[Record]) -> list[TrainRecord]:
     return [r for r in records if isinstance(r, TrainRecord)]
+
+
+@dataclass(frozen=True)
+class WallTimes(JsonFile):
+    """wall_time.json: seconds of training up to each snapshot, summed over the runs that made
+    it, so a resumed run's summary counts the whole training time."""
+
+    FILE: ClassVar[str] = "wall_time.json"
+
+    seconds: dict[str, float] = field(default_factory=dict)  # snapshot iteration -> seconds
+
+    def upto(self, it: int) -> float:
+        return float(self.seconds.get(str(it), 0.0))
+
+    def with_snapshot(self, it: int, seconds: float) -> WallTimes:
+        return WallTimes({**self.seconds, str(it): round(seconds, 3)})
