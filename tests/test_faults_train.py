@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from test_train import SOLVER, make_job
 from upcall.engines import get_engine
 from upcall.proto import caffe_pb2
 from upcall.results.jobdir import JobWriter, read_metrics, read_summary
+from upcall.results.records import METRICS as METRICS_FILE
 from upcall.results.records import WallTimes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,3 +323,30 @@ def test_caffe_full_disk_then_resume_from_the_last_complete_pair(tmp_path, tmpfs
     assert "Resuming from" in (job / "caffe_output.log").read_text()
     assert read_summary(job).resumed_from == 6
     assert sorted(files(job)) == sorted(files(straight))
+
+
+def test_a_job_trains_in_one_process_at_a_time(tmp_path):
+    """A second `upcall train` of a job being trained is refused, and its status says so."""
+    from upcall.engines import JobStatus
+    from upcall.engines.base import TRAIN_LOCK
+
+    job = fresh(tmp_path)
+    set_solver(job, 1_000_000, snapshot_prefix='"snaps/snapshot"')
+    first = subprocess.Popen(
+        [sys.executable, "-m", "upcall", "train", str(job), "--threads", "1"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (job / METRICS_FILE).exists() or not (job / METRICS_FILE).stat().st_size:
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            time.sleep(0.1)
+        assert get_engine("torch").status(job) is JobStatus.RUNNING
+        one_line(upcall("train", str(job), "--restart"), 1, str(job / TRAIN_LOCK), "another upcall")
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    assert get_engine("torch").status(job) is JobStatus.RESUMABLE

@@ -25,13 +25,13 @@ from PIL import Image
 from upcall.data.datum import ENCODINGS, write_error, write_mean
 from upcall.data.dbwriter import Work, write_db
 from upcall.data.lists import PARTIAL_MARKER, ListsManifest, class_counts, read_labels
-from upcall.data.lock import folder_lock
 from upcall.data.render import SpectrogramSettings
 from upcall.data.resize import RESIZE_MODES
 from upcall.data.stamps import LOCK_FILE
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir, atomic_path
 from upcall.jsonfile import JsonFile
+from upcall.lock import folder_lock
 
 HELP = "build the DIGITS dataset (Caffe LMDBs, mean.binaryproto, labels) from train/val/test lists"
 

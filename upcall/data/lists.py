@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from upcall.data.lock import folder_lock
 from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
 from upcall.data.resize import py2_round
 from upcall.data.stamps import LOCK_FILE, register_lists
 from upcall.errors import BatchFailed, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.jsonfile import JsonFile
+from upcall.lock import folder_lock
 from upcall.plotting import pyplot, save_png
 
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"

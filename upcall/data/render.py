@@ -5,7 +5,7 @@ holding the settings (ARCHITECTURE.md §2). ROOT defaults to DATA, as the tutori
 beside the clips. A PNG made with the same settings from the clip as it is now is kept (what
 counts as changed: ``upcall.data.stamps``), so an interrupted run resumes; a change of mode or
 settings remakes them all, unless lists still use them (then it refuses; ``force`` overrides).
-One run at a time writes a ROOT (``upcall.data.lock``). All cores work on chunks of clips, with
+One run at a time writes a ROOT (``upcall.lock``). All cores work on chunks of clips, with
 one batched FFT per chunk.
 """
 
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from upcall.audio.clip import AUDIO_SUFFIXES, FITS, check_fit, read_clip
-from upcall.data.lock import folder_lock
 from upcall.data.spectrogram import (
     HEIGHT,
     MODES,
@@ -47,6 +46,7 @@ from upcall.data.stamps import (
 )
 from upcall.errors import BatchReport, UpcallError
 from upcall.jsonfile import INLINE, FormatError, JsonFile, plain
+from upcall.lock import folder_lock
 from upcall.parallel import check_workers, default_workers, map_chunks
 
 HELP = "Make an 8-bit spectrogram PNG (129 × 30) of every clip in DATA/train and DATA/test."

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Protocol
 
 from upcall.errors import UpcallError
+from upcall.lock import is_locked
 from upcall.results.records import SUMMARY, Summary
+
+TRAIN_LOCK = ".upcall-train.lock"  # held by the process that trains a job on this machine
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def local_status(job: Path) -> JobStatus:
     from upcall.engines.jobspec import job_dir, latest_snapshot, load_job
 
     job = job_dir(job)
+    if is_locked(job / TRAIN_LOCK):
+        return JobStatus.RUNNING
     if (job / SUMMARY).exists():
         return JobStatus.DONE
     try:

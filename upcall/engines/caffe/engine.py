@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from upcall.data.datum import open_db
-from upcall.engines.base import JobStatus, local_status
+from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
 from upcall.engines.caffe import root as caffe
 from upcall.engines.caffe.log import LogState
 from upcall.engines.caffe.options import Options
@@ -32,6 +32,7 @@ from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
+from upcall.lock import folder_lock
 from upcall.parallel import default_workers
 from upcall.proto import caffe_pb2, to_text
 from upcall.results.records import Summary
@@ -70,8 +71,9 @@ class CaffeEngine:
             )
         spec = load_job(job)
         check_data(spec)
-        start = start_point(spec, resume=resume, restart=restart)
-        return run_training(spec, _Run(spec, o), start=start)
+        with folder_lock(spec.job / TRAIN_LOCK):  # one run of a job at a time
+            start = start_point(spec, resume=resume, restart=restart)
+            return run_training(spec, _Run(spec, o), start=start)
 
     def status(self, job: Path) -> JobStatus:
         return local_status(job)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from upcall.engines.base import JobStatus, local_status
+from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
 from upcall.engines.jobspec import DataSpec, JobSpec, classifier_head, load_job
 from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
@@ -40,6 +40,7 @@ from upcall.engines.torch.data import Feeder
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.options import Options
 from upcall.errors import UpcallError
+from upcall.lock import folder_lock
 from upcall.proto import caffe_pb2
 from upcall.results.records import Summary
 
@@ -75,12 +76,13 @@ class TorchEngine:
 
     def train(self, job: Path, *, resume: bool = False, restart: bool = False) -> Summary:
         spec = load_job(job)
-        start = start_point(spec, resume=resume, restart=restart)
-        device = configure_device(self.options.gpu, self.options.threads)
-        run = _Run(spec, device)
-        if start:
-            start = run.restore(start)
-        return run_training(spec, run, start=start)
+        with folder_lock(spec.job / TRAIN_LOCK):  # one run of a job at a time
+            start = start_point(spec, resume=resume, restart=restart)
+            device = configure_device(self.options.gpu, self.options.threads)
+            run = _Run(spec, device)
+            if start:
+                start = run.restore(start)
+            return run_training(spec, run, start=start)
 
     def status(self, job: Path) -> JobStatus:
         return local_status(job)

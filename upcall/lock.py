@@ -69,3 +69,21 @@ def _lock(lock_file: Path, shared: bool) -> int:
             pass
         os.close(fd)  # its writer removed it after we opened it: lock the file there now
     raise UpcallError(f"{lock_file}: keeps being replaced; is another upcall running?")
+
+
+def is_locked(lock_file: str | os.PathLike) -> bool:
+    """Whether another process holds ``lock_file`` now (a writer is at work in its folder)."""
+    lock_file = Path(lock_file)
+    if lock_file.resolve() in _HELD:
+        return False
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: nobody writes there (or we may not look: say so later)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
