@@ -116,7 +116,9 @@ def tutorial(work: Path, *, alexnet_iters: int, threads: int) -> None:
     from upcall.workflows.demo import DemoSettings, run_demo
 
     started = time.perf_counter()
-    summary = run_demo(work / "tutorial", DemoSettings(n_train=30000, epochs=5), threads=threads)
+    summary = run_demo(
+        work / "tutorial", DemoSettings(n_train=30000, epochs=5, n_test=0), threads=threads
+    ).summary
     final = summary.final
     print(
         f"WhaleNet, 27,000 clips × 5 epochs, {threads} threads: training {summary.wall_seconds:.0f} s "

@@ -21,7 +21,8 @@ def run(argv):
 
 def test_tiny_demo_end_to_end_then_rerun_skips(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run([str(out), "--n-train", "100", "--epochs", "1", "--threads", "1"]) == 0
+    argv = [str(out), "--n-train", "100", "--n-test", "30", "--epochs", "1"]
+    assert run([*argv, "--threads", "1"]) == 0
     job = out / "jobs" / "whalenet-lr0.01"
     summary = json.loads((job / "summary.json").read_text())
     assert summary["engine"] == "torch" and summary["network"] == "whalenet"
@@ -32,10 +33,11 @@ def test_tiny_demo_end_to_end_then_rerun_skips(tmp_path, capsys):
     assert (out / "dataset" / "dataset.json").exists() and (out / "report.csv").exists()
     printed = capsys.readouterr().out
     assert f"curves:         {job / 'curves.png'}" in printed and "validation AUC:" in printed
+    assert re.search(r"held-out test AUC: [01]\.\d{4} on 30 clips never used", printed)
     modified = (job / "summary.json").stat().st_mtime_ns
-    assert run([str(out), "--n-train", "100", "--epochs", "1"]) == 0
+    assert run(argv) == 0
     assert (
-        "6/7 training whalenet for 1 epochs (torch engine) (already done)"
+        "6/8 training whalenet for 1 epochs (torch engine) (already done)"
         in capsys.readouterr().out
     )
     assert (job / "summary.json").stat().st_mtime_ns == modified
@@ -43,7 +45,7 @@ def test_tiny_demo_end_to_end_then_rerun_skips(tmp_path, capsys):
     with pytest.raises(
         UpcallError, match=re.escape(f"{out}: made by a demo with other settings (epochs 1")
     ):
-        run([str(out), "--n-train", "100", "--epochs", "2"])
+        run([str(out), "--n-train", "100", "--n-test", "30", "--epochs", "2"])
     assert (job / "summary.json").stat().st_mtime_ns == modified
 
 
