@@ -53,13 +53,13 @@ def recall_at_precision(scores: np.ndarray, labels: np.ndarray, precision: float
 
 def test_scores(job: Path, test: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
     """(whale probability, true label) of every test clip, from ``upcall classify``."""
-    upcall("classify", job, test / "test", "--csv", out)
-    truth = {r["clip_name"]: int(r["label"]) for r in csv.DictReader(open(test / "test_truth.csv"))}
-    rows = list(csv.DictReader(open(out)))
-    name_key = next(k for k in rows[0] if k in ("input", "path", "file", "clip"))
-    score_key = next(k for k in rows[0] if k.lower() in ("whale", "p_whale", "prob_whale"))
-    scores = np.array([float(r[score_key]) for r in rows])
-    labels = np.array([truth[Path(r[name_key]).name] for r in rows])
+    upcall("classify", job, *sorted((test / "test").glob("*.aiff")), "--csv", out)
+    with open(test / "test_truth.csv", newline="") as f:
+        truth = {r["clip_name"]: int(r["label"]) for r in csv.DictReader(f)}
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))  # classify's columns: input, label, one per class
+    scores = np.array([float(r["whale"]) for r in rows])
+    labels = np.array([truth[Path(r["input"]).name] for r in rows])
     return scores, labels
 
 

@@ -300,3 +300,9 @@ def test_cli_caffe_bin_option_and_path(own_caffe, tmp_path, monkeypatch, capfd):
     assert os.environ["UPCALL_CAFFE"] == str(own_caffe / "caffe")
     assert cli("path") == 0
     assert capfd.readouterr().out == f"{own_caffe / 'caffe'}\n"
+
+
+def test_install_command_finds_the_projects_install_script():
+    from upcall.engines.caffe import root
+
+    assert root.INSTALL_SCRIPT.is_file() and root.INSTALL_SCRIPT.name == "install-caffe.sh"

@@ -225,11 +225,11 @@ def test_errors_are_one_line(caffe, dataset, tmp_path):
 
 
 def test_scoring_uses_the_gpu_only_with_the_users_pycaffe(monkeypatch):
-    from upcall.engines.caffe.engine import _scoring_gpu
+    from upcall.engines.caffe.root import pycaffe_gpu
 
     # the bundled bullseye pycaffe is CPU-only, even when UPCALL_CAFFE trains on a GPU
     monkeypatch.setenv("UPCALL_CAFFE", "/opt/caffe/bin/caffe")
     monkeypatch.delenv("UPCALL_CAFFE_PYTHON", raising=False)
-    assert _scoring_gpu(0) is None and _scoring_gpu(None) is None
+    assert pycaffe_gpu(0) is None and pycaffe_gpu(None) is None
     monkeypatch.setenv("UPCALL_CAFFE_PYTHON", "/opt/caffe/python")
-    assert _scoring_gpu(1) == 1
+    assert pycaffe_gpu(1) == 1

@@ -27,10 +27,19 @@ SHARED = (
     "upcall.plotting",
     "upcall.progress",
     "upcall.proto",
+    "upcall.lock",
     "upcall.engines",
+    "upcall.engines.base",
     "upcall.engines.jobspec",
+    "upcall.engines.jobstate",
+    "upcall.engines.loop",
+    "upcall.engines.predict",
+    "upcall.engines.snapshots",
+    "upcall.engines.torch.options",
+    "upcall.engines.caffe.options",
     "upcall.engines.caffe.root",
     "upcall.engines.caffe.engine",
+    "upcall.engines.caffe.predict",
 )
 
 

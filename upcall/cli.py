@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "explore": "upcall.data.explore",
     "nets": "upcall.model.nets",
     "train": "upcall.workflows.train",
+    "baseline": "upcall.classical.baseline",
     "classify": "upcall.results.classify",
     "report": "upcall.results.report",
     "sweep": "upcall.workflows.sweep",

@@ -42,7 +42,7 @@ class JobStatus(enum.Enum):
 
     NEW = "new"
     RESUMABLE = "resumable"  # has a snapshot to continue from
-    RUNNING = "running elsewhere"  # a remote engine is training it now
+    RUNNING = "running elsewhere"  # another process (or a remote server) is training it now
     DONE = "done"  # summary.json written
 
 

@@ -36,6 +36,30 @@ BACKENDS: dict[str, str] = {
 }
 
 
+# Jobs that are not a Caffe net: config.json's network_source["kind"] -> "module:class" with a
+# ``load(job)`` classmethod; the object classifies input files itself (the classical baseline
+# computes its own features from the audio), so it has no deploy net, Preprocess or backend.
+JOB_KINDS: dict[str, str] = {"classical": "upcall.classical.model:ClassicalModel"}
+
+
+def job_kind(job: Path) -> str | None:
+    """The :data:`JOB_KINDS` kind of ``job``, or None for a job with a deploy net."""
+    from upcall.model.jobconfig import JobConfig
+
+    config = JobConfig.read(Path(job))
+    kind = config.network_source.get("kind") if config is not None else None
+    return kind if kind in JOB_KINDS else None
+
+
+def load_job_model(job: Path):
+    """The model of a :data:`JOB_KINDS` job (see :func:`job_kind`), loaded from its folder."""
+    kind = job_kind(job)
+    if kind is None:
+        raise UpcallError(f"{job}: a network job; load it with load_predictor")
+    module_name, cls = JOB_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module_name), cls).load(Path(job))
+
+
 def transform_mean(param: caffe_pb2.TransformationParameter, *, base: Path) -> np.ndarray | None:
     """The mean a transform_param subtracts: float32 (C, H, W) from its mean_file (relative to
     ``base``), (C, 1, 1) from its mean_values, or None. Training and inference both use this."""
@@ -190,6 +214,8 @@ def load_predictor(
     """
     if backend not in BACKENDS:
         raise UpcallError(f"unknown backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    if (kind := job_kind(job)) is not None:
+        raise UpcallError(f"{job}: a {kind} job has no deploy net; use load_job_model")
     deploy = read_deploy(job, snapshot=snapshot)
     module_name, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(module_name), cls)(deploy, gpu=gpu)
@@ -272,14 +298,26 @@ def output_blob(
 
 
 def snapshot_weights(job: Path, snapshot: int | None) -> Path:
-    """The caffemodel of iteration ``snapshot``, or the latest one."""
-    from upcall.engines.jobspec import snapshots
+    """The caffemodel of iteration ``snapshot``, or of the latest complete snapshot set (a set
+    being written, or cut short by a crash, is passed over). A job holding weights alone (a
+    download, an export) uses its latest caffemodel."""
+    from upcall.engines import snapshots as sets
+    from upcall.engines.jobspec import load_job, snapshots
 
     models = snapshots(job, prefix=None)
     if not models:
         raise UpcallError(f"{job}: no *_iter_N.caffemodel snapshots (has it been trained?)")
-    if snapshot is None:
-        return models[max(models)]
-    if snapshot not in models:
-        raise UpcallError(f"{job}: no snapshot at iteration {snapshot}; have {sorted(models)}")
-    return models[snapshot]
+    if snapshot is not None:
+        if snapshot not in models:
+            raise UpcallError(f"{job}: no snapshot at iteration {snapshot}; have {sorted(models)}")
+        return models[snapshot]
+    try:
+        spec = load_job(job)
+    except UpcallError:
+        spec = None
+    if spec is not None and sets.iterations(spec):
+        latest = sets.latest_complete(spec, warn=True)
+        if latest is None:
+            raise UpcallError(f"{job}: no complete snapshot set (.caffemodel with .solverstate)")
+        return spec.snapshot_path(latest, ".caffemodel")
+    return models[max(models)]

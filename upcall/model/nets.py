@@ -8,7 +8,6 @@ name (``upcall nets --list``) or the path of a user's own DIGITS-style / Caffe t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -109,7 +108,20 @@ def tutorial_dataset(size: str, path: str) -> DatasetInfo:
 @dataclass(frozen=True)
 class Job:
     name: str  # folder name: <network>-lr<lr>
-    files: dict[str, str]  # file name → text
+    prototxts: dict[str, str]  # file name → text: solver, train_val, deploy
+    config: JobConfig  # config.json
+
+    def holds(self, folder: Path) -> bool:
+        """Whether ``folder`` holds this job already (config.json's upcall_version may differ:
+        a new upcall release keeps the jobs an older one trained)."""
+        for name, text in self.prototxts.items():
+            path = folder / name
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                return False
+        try:
+            return JobConfig.read(folder) == JobConfig.from_json(self.config.to_json())
+        except UpcallError:
+            return False
 
 
 def load_network(spec: str) -> tuple[str, caffe_pb2.NetParameter, dict]:
@@ -172,13 +184,12 @@ def make_job(
         parameters=params,
         upcall_version=__version__,
     )
-    files = {
+    prototxts = {
         "solver.prototxt": to_text(solver),
         "train_val.prototxt": to_text(train_val),
         "deploy.prototxt": to_text(deploy),
-        "config.json": json.dumps(config.to_json(), indent=2) + "\n",
     }
-    return Job(f"{name}-lr{settings.base_lr:g}", files)
+    return Job(f"{name}-lr{settings.base_lr:g}", prototxts, config)
 
 
 def make_jobs(
@@ -215,8 +226,9 @@ def write_job(job: Job, out: Path) -> Path:
                 f"write to another --out or remove it"
             )
     with atomic_dir(folder) as tmp:
-        for fname, text in job.files.items():
+        for fname, text in job.prototxts.items():
             (tmp / fname).write_text(text, encoding="utf-8")
+        job.config.write(tmp)
     return folder
 
 

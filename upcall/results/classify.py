@@ -25,7 +25,7 @@ import numpy as np
 from upcall.audio.clip import AUDIO_SUFFIXES, FITS
 from upcall.data.dataset import DatasetManifest
 from upcall.data.render import ReadOptions
-from upcall.engines.predict import BACKENDS, load_predictor
+from upcall.engines.predict import BACKENDS, job_kind, load_job_model, load_predictor
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.model.jobconfig import JobConfig
@@ -145,6 +145,8 @@ def classify(
     the rest are done, otherwise the caller finishes ``report`` (after using the rows).
     """
     files = expand(inputs)  # before the model loads: an empty folder fails fast
+    if job_kind(Path(job)) is not None:  # the classical baseline: it reads the clips itself
+        return _classify_files(Path(job), files, report, resample, mixdown, fit, snapshot)
     model = load_predictor(Path(job), snapshot=snapshot, backend=backend, gpu=gpu)
     spec = InputSpec.from_dataset_info(dataset_info(Path(job)))
     read = spec.read
@@ -174,6 +176,30 @@ def classify(
                     **{name: float(v) for name, v in zip(model.class_names, p, strict=True)},
                 }
             )
+    if report is None:
+        batch.finish()
+    return rows
+
+
+def _classify_files(
+    job: Path,
+    files: list[Path],
+    report: BatchReport | None,
+    resample: bool,
+    mixdown: bool,
+    fit: str | None,
+    snapshot: int | None,
+) -> list[dict]:
+    """classify() for a job that is not a network (upcall.engines.predict.JOB_KINDS)."""
+    if snapshot is not None:
+        raise UpcallError(f"{job}: has no snapshots (not a network job); leave out --snapshot")
+    model = load_job_model(job)
+    read = model.read
+    read = ReadOptions(
+        resample=resample or read.resample, mixdown=mixdown or read.mixdown, fit=fit or read.fit
+    )
+    batch = report or BatchReport("inputs")
+    rows = model.classify(files, report=batch, read=read)
     if report is None:
         batch.finish()
     return rows

@@ -72,8 +72,12 @@ class JobWriter:
         with writing(self.job / METRICS):
             atomic_write_text(self.job / METRICS, "".join(_line(r) for r in self.records))
             self._metrics = open(self.job / METRICS, "a", encoding="utf-8")
-        with writing(self.job / LOG):
-            self._log = open(self.job / LOG, "a" if start_iter else "w", encoding="utf-8")
+        try:
+            with writing(self.job / LOG):
+                self._log = open(self.job / LOG, "a" if start_iter else "w", encoding="utf-8")
+        except BaseException:
+            self._metrics.close()
+            raise
 
     def log(self, message: str) -> None:
         """Append one timestamped line to train.log."""
@@ -141,10 +145,12 @@ class JobWriter:
         """Write summary.json: ``fields`` plus the final and best validation results."""
         tests = validation_records(self.records)
         summary = Summary(**fields, final=tests[-1] if tests else None, best=Best.of(tests))
-        with writing(self.job / SUMMARY):
-            summary.write(self.job)
-        self.draw()
-        self.close()
+        try:
+            with writing(self.job / SUMMARY):
+                summary.write(self.job)
+            self.draw()
+        finally:
+            self.close()
         return summary
 
     def close(self) -> None:

@@ -59,8 +59,8 @@ def _check_settings(out: Path, settings: DemoSettings) -> None:
     settings.write(out)
 
 
-def held_out_auc(job: Path, data: Path) -> tuple[float, int]:
-    """(AUC, clips) of the job's final snapshot on DATA/test, against DATA/test_truth.csv."""
+def held_out_auc(job: Path, data: Path) -> tuple[float | None, int]:
+    """(AUC, or None with one class only; clips) of the job's final snapshot on DATA/test, against DATA/test_truth.csv."""
     import csv
 
     import numpy as np
@@ -72,6 +72,9 @@ def held_out_auc(job: Path, data: Path) -> tuple[float, int]:
     with open(truth_path, newline="", encoding="utf-8") as f:
         truth = {row["clip_name"]: int(row["label"]) for row in csv.DictReader(f)}
     rows = classify(job, sorted((data / "test").glob("*.aiff")))
+    missing = [row["input"] for row in rows if Path(row["input"]).name not in truth]
+    if missing:
+        raise UpcallError(f"{truth_path}: has no label for {missing[0]}")
     scores = np.array([row["whale"] for row in rows])
     labels = np.array([truth[Path(row["input"]).name] for row in rows])
     return auc(scores, labels == 1), len(rows)
@@ -93,7 +96,7 @@ def result_line(summary: Summary) -> str:
 @dataclass(frozen=True)
 class DemoResult:
     summary: Summary  # the trained job's summary.json (its validation figures)
-    test_auc: float | None  # on the held-out test clips; None when there were none
+    test_auc: float | None  # on the held-out test clips; None: none, or one class only
     n_test: int
 
 

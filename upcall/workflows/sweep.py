@@ -10,7 +10,6 @@ job that fails is reported while the others go on.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,30 +75,10 @@ def write_jobs(
     ):
         folder = out / job.name
         try:
-            folders.append(folder if same_job(folder, job.files) else write_job(job, out))
+            folders.append(folder if job.holds(folder) else write_job(job, out))
         except UpcallError as e:
             report.fail(folder, str(e))
     return folders
-
-
-def same_job(folder: Path, files: dict[str, str]) -> bool:
-    """Whether ``folder`` holds ``files`` already; config.json's upcall_version may differ, so a
-    new upcall release keeps the jobs an older one trained."""
-    from upcall.model.jobconfig import JobConfig
-
-    for name, text in files.items():
-        path = folder / name
-        if not path.is_file():
-            return False
-        old = path.read_text(encoding="utf-8")
-        if name == JobConfig.FILE:  # compared as settings: upcall_version does not count
-            try:
-                old, text = (JobConfig.from_json(json.loads(x), source=path) for x in (old, text))
-            except (json.JSONDecodeError, UpcallError):
-                return False
-        if old != text:
-            return False
-    return True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -97,6 +97,7 @@ class _Run:
         self.state = LogState()
         self.proc: subprocess.Popen | None = None
         self.stopped = False
+        self.stop_asked = False  # Ctrl-C came: Caffe is to snapshot and stop
 
     def run(self, start: int) -> Iterator[Event]:
         spec, state = self.spec, self.state
@@ -125,7 +126,9 @@ class _Run:
                 yield Tested(iter=it, outputs=outputs)
 
     def stop(self) -> None:
-        # Caffe's default SIGINT effect: snapshot, then stop ("Optimization stopped early")
+        # Caffe's default SIGINT effect: snapshot, then stop ("Optimization stopped early").
+        # Asked before Caffe started (during the pycaffe step): Caffe gets it as it starts.
+        self.stop_asked = True
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
 
@@ -191,6 +194,8 @@ class _Run:
             bufsize=1,
             start_new_session=True,
         )
+        if self.stop_asked:  # Ctrl-C while the pycaffe step ran: stop at Caffe's first chance
+            os.killpg(proc.pid, signal.SIGINT)
         state = self.state
         try:
             for line in proc.stdout:
@@ -237,7 +242,7 @@ class _Run:
             "scores": self.head.bottom[0],
             "labels": self.head.bottom[1],
             "loss": self.head.top[0],
-            "gpu": _scoring_gpu(self.options.gpu),
+            "gpu": caffe.pycaffe_gpu(self.options.gpu),
             "out": str(out),
         }
         return _SCORE_SCRIPT.replace("PARAMS", repr(json.dumps(params)))
@@ -286,12 +291,3 @@ def _binds(spec: JobSpec) -> list[Path]:
             if path:
                 dirs.append((spec.job / path).parent)  # an absolute path stays as it is
     return list(dict.fromkeys(dirs))
-
-
-def _scoring_gpu(gpu: int | None) -> int | None:
-    """The device pycaffe scores on: ``gpu`` only with the user's own pycaffe.
-
-    Without UPCALL_CAFFE_PYTHON the scoring runs in the bundled bullseye root, whose pycaffe is
-    Debian's CPU-only build (set_mode_gpu fails there) even when UPCALL_CAFFE trains on a GPU.
-    """
-    return gpu if os.environ.get("UPCALL_CAFFE_PYTHON") else None

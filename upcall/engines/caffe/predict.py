@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from upcall.engines.caffe import root as caffe
-from upcall.engines.caffe.engine import _scoring_gpu
 from upcall.engines.predict import BATCH, Deploy, Predictor
 
 
@@ -27,7 +26,7 @@ class PycaffePredictor(Predictor):
         super().__init__(deploy, gpu=gpu)
         caffe.require_caffe()
         # The bundled root's pycaffe is Debian's CPU-only build: a GPU only with the user's own.
-        self.device = _scoring_gpu(gpu)
+        self.device = caffe.pycaffe_gpu(gpu)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         d = self.deploy

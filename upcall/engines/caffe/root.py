@@ -28,7 +28,8 @@ HELP = "install real Caffe 1.0 and run its tools on host paths"
 DEFAULT_ROOT = Path("/var/cache/upcall/caffe-bullseye")
 MARKER = "upcall-caffe.json"  # written last by the install script: the root is complete
 LAUNCHER = "upcall-run"
-INSTALL_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install-caffe.sh"
+# upcall/engines/caffe/root.py → the checkout root
+INSTALL_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "install-caffe.sh"
 INSTALL_HINT = "install it with `upcall caffe install` (as root) or set UPCALL_CAFFE=/path/to/caffe"
 # glog prefixes an ERROR or FATAL line with E or F and the date: "F1124 09:01:02.123 ...".
 _GLOG_ERROR = re.compile(r"^[EF]\d{4} ")
@@ -167,6 +168,9 @@ def run_tool(
             text=True,
             timeout=timeout,
             check=False,
+            # Its own session: the terminal's Ctrl-C goes to upcall alone, which then stops its
+            # work in order (a half-run pycaffe step would otherwise fail as an error).
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired as e:
         raise UpcallError(f"{tool} did not finish within {timeout:g} s") from e
@@ -267,3 +271,12 @@ def run(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     return result.returncode
+
+
+def pycaffe_gpu(gpu: int | None) -> int | None:
+    """The device pycaffe runs on: ``gpu`` only with the user's own pycaffe.
+
+    Without UPCALL_CAFFE_PYTHON pycaffe runs in the bundled bullseye root, whose pycaffe is
+    Debian's CPU-only build (set_mode_gpu fails there) even when UPCALL_CAFFE trains on a GPU.
+    """
+    return gpu if os.environ.get("UPCALL_CAFFE_PYTHON") else None
