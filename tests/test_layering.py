@@ -16,7 +16,7 @@ import pytest
 import upcall
 
 ROOT = Path(upcall.__file__).resolve().parent
-TORCH_FREE = ("audio", "data", "model", "results")
+TORCH_FREE = ("audio", "data", "model", "results", "classical")
 # Shared modules every stage uses, and the torch-free parts of the engines.
 SHARED = (
     "upcall.cli",

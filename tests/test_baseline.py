@@ -1,0 +1,145 @@
+"""Tests for upcall.classical: `upcall baseline` end to end on real synthetic clips, the job
+folder's contracts, determinism, report and classify on the job, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from upcall import cli
+from upcall.audio.synth import SynthSettings, synthesize
+from upcall.classical.baseline import BaselineSettings, train_baseline
+from upcall.classical.features import FeatureSettings, clip_features, feature_names
+from upcall.classical.model import ClassicalModel
+from upcall.classical.templates import BankSettings
+from upcall.data.lists import ListSettings, make_lists
+from upcall.engines.predict import load_predictor
+from upcall.errors import UpcallError
+from upcall.model.jobconfig import JobConfig
+from upcall.results.classify import classify
+from upcall.results.records import Summary, TestRecord, TrainRecord, read_metrics
+from upcall.results.report import make_report
+
+# small enough for a test, large enough that the ranking of candidates means something
+SMALL = BaselineSettings(seed=5, bank=BankSettings(size=6, candidates=16, scoring_clips=150))
+
+
+def scores(job: Path) -> list[dict]:
+    with open(job / "val_scores.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("easy") / "data"
+    synthesize(data, SynthSettings(n_train=600, n_test=0, seed=3, difficulty="easy"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def job(easy, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("jobs") / "baseline"
+    train_baseline(easy, out=out, settings=SMALL)  # no lists yet: it makes DATA/lists
+    return out
+
+
+def test_the_job_folder_holds_every_contract_file(job, easy):
+    config = JobConfig.require(job)
+    assert config.network == "baseline" and config.seed == 5
+    assert config.network_source["kind"] == "classical"
+    assert config.network_source["data_dir"] == str(easy.resolve())
+    assert len(config.network_source["templates"]) == 6
+    records = read_metrics(job)
+    assert [type(r) for r in records] == [TrainRecord, TestRecord]
+    test = records[-1]
+    assert test.val_auc is not None and test.val_loss is not None
+    assert set(test.recall) == {"not-whale", "whale"}
+    summary = Summary.require(job)
+    assert (summary.engine, summary.network) == ("classical", "baseline")
+    assert summary.final == test and summary.best.val_auc == test.val_auc
+    bank = np.load(job / "templates.npy")
+    assert bank.shape == (6, 2, *FeatureSettings().template_shape) and bank.dtype == np.float32
+    model = pickle.loads((job / "model.pkl").read_bytes())
+    assert model.n_features_in_ == len(feature_names(6, FeatureSettings()))
+    for name in ("curves.png", "train.log"):
+        assert (job / name).stat().st_size > 0
+    assert not [p for p in job.parent.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_validation_auc_is_far_above_chance_on_easy_data(job, easy):
+    rows = scores(job)
+    val = (easy / "lists" / "val.txt").read_text().splitlines()
+    assert len(rows) == len(val) == 60
+    assert {r["label"] for r in rows} == {"0", "1"}
+    assert read_metrics(job)[-1].val_auc > 0.85
+
+
+def test_the_same_seed_gives_the_same_scores(job, easy, tmp_path):
+    again = train_baseline(easy, out=tmp_path / "again", settings=SMALL)
+    assert scores(tmp_path / "again") == scores(job)
+    assert again.final == Summary.require(job).final
+    assert np.array_equal(
+        np.load(tmp_path / "again" / "templates.npy"), np.load(job / "templates.npy")
+    )
+
+
+def test_report_lists_it_beside_other_jobs(job, tmp_path, capsys):
+    rows = make_report([job], out=tmp_path)
+    assert [(r.network, r.engine) for r in rows] == [("baseline", "classical")]
+    assert rows[0].final_auc == read_metrics(job)[-1].val_auc
+    assert "baseline" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "comparison.png").exists()
+
+
+def test_classify_gives_the_validation_score_of_a_clip(job, easy, capsys):
+    wanted = scores(job)[:5]
+    rows = classify(job, [easy / r["clip"] for r in wanted])
+    assert [r["whale"] for r in rows] == [float(r["score"]) for r in wanted]
+    assert all(r["label"] in ("not-whale", "whale") for r in rows)
+    assert cli.main(["classify", str(job), str(easy / wanted[0]["clip"])]) == 0
+    assert f"whale={float(wanted[0]['score']):.4f}" in capsys.readouterr().out
+
+
+def test_features_of_a_clip_do_not_depend_on_its_neighbours(job, easy):
+    model = ClassicalModel.load(job)
+    from upcall.audio.clip import read_clip
+
+    samples = read_clip(easy / "train" / "train1.aiff")
+    one = clip_features(samples, model.bank, model.settings)
+    assert np.array_equal(one, clip_features(samples.copy(), model.bank, model.settings))
+
+
+def test_a_png_input_is_a_one_line_error(job, easy, capsys):
+    png = easy / "train" / "train1.png"  # made by `upcall lists`
+    assert png.exists()
+    assert cli.main(["classify", str(job), str(png)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "classifies audio clips" in err[0] and str(png) in err[0]
+
+
+def test_the_network_interface_refuses_it_clearly(job):
+    with pytest.raises(UpcallError, match="no deploy net"):
+        load_predictor(job)
+    with pytest.raises(UpcallError, match="snapshots"):
+        classify(job, [job], snapshot=1)
+
+
+def test_cli_on_lists_elsewhere_reports_a_bad_clip_and_skips_it(tmp_path, capsys):
+    data, root, lists = tmp_path / "data", tmp_path / "pngs", tmp_path / "lists"
+    synthesize(data, SynthSettings(n_train=200, n_test=0, seed=4))  # the default difficulty
+    make_lists(data, out=lists, settings=ListSettings(spectrogram_root=root))
+    png, _ = (lists / "val.txt").read_text().splitlines()[0].rsplit(" ", 1)
+    bad = data / Path(png).relative_to(root).with_suffix(".aiff")
+    bad.write_bytes(bad.read_bytes()[:300])  # cut short after the lists were made
+    out = tmp_path / "job"
+    argv = ["baseline", str(data), "--out", str(out), "--lists", str(lists), "--templates", "4"]
+    assert cli.main(argv) == 1  # BatchFailed: the job is written, the bad clip named
+    err = capsys.readouterr().err
+    assert err.count(f"{bad}:") == 1 and "1 of 200 clips failed" in err
+    assert len(scores(out)) == 19 and bad.name not in {Path(r["clip"]).name for r in scores(out)}
+    assert Summary.require(out).engine == "classical"
+    assert cli.main(argv) == 1 and "--force" in capsys.readouterr().err  # not overwritten
