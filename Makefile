@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 CAFFE_ROOT ?= /var/cache/upcall/caffe-bullseye
 export UPCALL_CAFFE_ROOT := $(CAFFE_ROOT)
 
-.PHONY: demo test lint caffe venv
+.PHONY: demo test lint caffe chromium venv
 
 venv: $(VENV)/.installed
 
@@ -23,10 +23,14 @@ demo: venv
 caffe:
 	bash scripts/install-caffe.sh --with-host-packages $(CAFFE_ROOT)
 
+# Debian's chromium: the headless browser of the `upcall digits serve` HTML page test.
+chromium:
+	bash scripts/install-chromium.sh
+
 lint: venv
 	$(BIN)/ruff check upcall tests benchmarks scripts
 	$(BIN)/python -m upcall.proto.regenerate --check
 
 # UPCALL_REQUIRE_CAFFE=1: the real-Caffe tests fail instead of skipping when Caffe is absent.
-test: venv caffe lint
+test: venv caffe chromium lint
 	UPCALL_REQUIRE_CAFFE=1 $(BIN)/python -m pytest -q

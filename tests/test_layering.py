@@ -40,6 +40,19 @@ SHARED = (
     "upcall.engines.caffe.root",
     "upcall.engines.caffe.engine",
     "upcall.engines.caffe.predict",
+    "upcall.engines.digits.options",
+    "upcall.engines.digits.record",
+    "upcall.engines.digits.engine",
+    "upcall.digits.client",
+    "upcall.digits.fields",
+    "upcall.digits.jobfile",
+    "upcall.digits.cli",
+    "upcall.digits.server",
+    "upcall.digits.jobs",
+    "upcall.digits.forms",
+    "upcall.digits.work",
+    "upcall.digits.views",
+    "upcall.digits.page",
 )
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "report": "upcall.results.report",
     "sweep": "upcall.workflows.sweep",
     "caffe": "upcall.engines.caffe.root",
+    "digits": "upcall.digits.cli",
     "demo": "upcall.workflows.demo",
 }
 

@@ -37,6 +37,7 @@ __all__ = [
 ENGINES: dict[str, str] = {
     "torch": "upcall.engines.torch.options",
     "caffe": "upcall.engines.caffe.options",
+    "digits": "upcall.engines.digits.options",  # a DIGITS server trains it (--digits-url)
 }
 DEFAULT_ENGINE = "torch"
 
@@ -68,7 +69,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ENGINE,
         choices=sorted(ENGINES),
         help=f"training engine (default {DEFAULT_ENGINE}); torch: embedded PyTorch, "
-        "caffe: real Caffe",
+        "caffe: real Caffe, digits: a DIGITS server",
     )
     parser.add_argument(
         "--gpu", type=int, metavar="N", help="train on CUDA device N (default: CPU)"
@@ -92,7 +93,7 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
                 None,
                 field.default,
             ):
-                flag = "--" + field.name.replace("_", "-")
+                flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
                 raise UpcallError(f"{flag} is an option of --engine {name}, not {args.engine}")
     return options(**{name: getattr(args, name) for name in mine if hasattr(args, name)})
 
