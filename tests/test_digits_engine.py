@@ -176,3 +176,19 @@ def test_job_and_dataset_as_digits_fields(dataset, tmp_path):
     uploads, files = dataset_fields(dataset / "ds", name="d")
     assert sorted(files) == ["textfile_labels_file", "textfile_train_images", "textfile_val_images"]
     assert uploads["textfile_use_local_files"] is False  # left out of the form: false
+
+
+def test_run_sweep_script_with_the_digits_engine(dataset, server, tmp_path):
+    """The tutorial's sweep door, scripts/run_sweep.py, trains through a DIGITS server."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, str(root / "scripts" / "run_sweep.py"), "--dataset", str(dataset / "ds")]
+    argv += ["--networks", "whalenet-small", "--lr", "0.02", "--epochs", "1", "--seed", "2"]
+    argv += ["--out", str(tmp_path / "jobs"), "--engine", "digits", "--digits-url", server]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    job = tmp_path / "jobs" / "whalenet-small-lr0.02"
+    assert json.loads((job / "summary.json").read_text())["engine"] == "digits"
+    assert DigitsRecord.require(job).status == "Done"
