@@ -16,7 +16,7 @@ import pytest
 import upcall
 
 ROOT = Path(upcall.__file__).resolve().parent
-TORCH_FREE = ("audio", "data", "model", "results", "classical")
+TORCH_FREE = ("audio", "data", "model", "results", "classical", "detect")
 # Shared modules every stage uses, and the torch-free parts of the engines.
 SHARED = (
     "upcall.cli",
@@ -40,6 +40,14 @@ SHARED = (
     "upcall.engines.caffe.root",
     "upcall.engines.caffe.engine",
     "upcall.engines.caffe.predict",
+    "upcall.engines.onnx",
+    "upcall.engines.onnx.metadata",
+    "upcall.engines.onnx.predict",
+    "upcall.export",
+    "upcall.export.command",
+    "upcall.export.info",
+    "upcall.export.caffe",
+    "upcall.export.onnx",
     "upcall.engines.digits.options",
     "upcall.engines.digits.record",
     "upcall.engines.digits.engine",

@@ -4,7 +4,7 @@
       → Preprocess: the job's validation transform (mean, centre crop, scale), numpy, once for
         every backend
       → Predictor.predict: deploy.prototxt with the snapshot's weights on float32 (N, C, h, w),
-        run by a backend (torch, pycaffe; ONNX Runtime fits the same slot)
+        run by a backend (torch, pycaffe; ONNX Runtime for a model from `upcall export`)
       → softmax probabilities (N, K)
 
 This module is torch-free; a backend is imported only when asked for (:data:`BACKENDS`).
@@ -28,8 +28,9 @@ from upcall.proto import caffe_pb2, read_text
 BATCH = 64  # images per forward pass in a backend: bounded memory for any N
 
 # name -> "module:class"; the class takes (Deploy, *, gpu) and implements Predictor._forward.
-# An ONNX Runtime backend registers here as "onnx": a model exported from the same deploy net
-# and weights, run on the float batch Preprocess makes; nothing else changes.
+# ONNX Runtime is a Predictor too (upcall.engines.onnx.predict.OnnxPredictor) but not a name
+# here: it runs a model exported from a job (`upcall export`), not the job's own files, so
+# load_predictor picks it for a .onnx path and a job folder cannot choose it.
 BACKENDS: dict[str, str] = {
     "torch": "upcall.engines.torch.predict:TorchPredictor",
     "caffe": "upcall.engines.caffe.predict:PycaffePredictor",
@@ -211,7 +212,14 @@ def load_predictor(
     """The predictor for ``job``'s deploy.prototxt and snapshot (default: the latest).
 
     ``backend``: a name in :data:`BACKENDS`; ``gpu``: device index, or None for the CPU.
+    A ``job`` ending in .onnx is a model from ``upcall export``, run by ONNX Runtime.
     """
+    if Path(job).suffix.lower() == ".onnx":
+        if snapshot is not None:
+            raise UpcallError(f"{job}: an exported model holds one snapshot; leave out --snapshot")
+        from upcall.engines.onnx.predict import load_onnx
+
+        return load_onnx(Path(job), gpu=gpu)
     if backend not in BACKENDS:
         raise UpcallError(f"unknown backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
     if (kind := job_kind(job)) is not None:

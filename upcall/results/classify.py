@@ -4,7 +4,8 @@ DIGITS's "classify one" / "classify many": each input is made the way the job's 
 (audio → spectrogram in the dataset's mode → resize to the dataset's size), then goes through
 the validation transform (mean subtraction, centre crop, scale) and deploy.prototxt with the
 chosen snapshot's weights: a :class:`upcall.engines.predict.Predictor`, run by the torch engine
-or by real Caffe (``--backend caffe``).
+or by real Caffe (``--backend caffe``). A .onnx file from ``upcall export`` stands for a job: its
+metadata holds all of that, and ONNX Runtime runs it.
 
 A folder stands for its clips and PNGs; where a clip and a PNG share a name (``train7.aiff``
 beside the ``train7.png`` made from it) only the clip is classified, once: its spectrogram is
@@ -57,6 +58,11 @@ class InputSpec:
             seed=info.seed,
             read=info.spectrograms.read_options if info.spectrograms else ReadOptions(),
         )
+
+    @classmethod
+    def from_json(cls, value: dict) -> InputSpec:
+        """From ``asdict(spec)``, as an exported model's metadata holds it."""
+        return cls(**{**value, "read": ReadOptions(**value["read"])})
 
 
 def dataset_info(job: Path) -> DatasetManifest:
@@ -145,10 +151,15 @@ def classify(
     the rest are done, otherwise the caller finishes ``report`` (after using the rows).
     """
     files = expand(inputs)  # before the model loads: an empty folder fails fast
-    if job_kind(Path(job)) is not None:  # the classical baseline: it reads the clips itself
+    exported = Path(job).suffix.lower() == ".onnx"  # `upcall export`: settings in its metadata
+    # the classical baseline: it reads the clips itself
+    if not exported and job_kind(Path(job)) is not None:
         return _classify_files(Path(job), files, report, resample, mixdown, fit, snapshot)
     model = load_predictor(Path(job), snapshot=snapshot, backend=backend, gpu=gpu)
-    spec = InputSpec.from_dataset_info(dataset_info(Path(job)))
+    if exported:
+        spec = InputSpec.from_json(model.info.input)
+    else:
+        spec = InputSpec.from_dataset_info(dataset_info(Path(job)))
     read = spec.read
     spec = replace(
         spec,
@@ -214,7 +225,12 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", type=Path, metavar="JOB_DIR", help="a trained job directory")
+    parser.add_argument(
+        "job",
+        type=Path,
+        metavar="JOB_DIR",
+        help="a trained job directory, or a model.onnx from `upcall export` (run by onnxruntime)",
+    )
     parser.add_argument(
         "inputs",
         type=Path,
@@ -234,7 +250,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=sorted(BACKENDS),
         default="torch",
-        help="run the deploy net with the torch engine (default) or with real Caffe (pycaffe)",
+        help="run the deploy net with the torch engine (default) or with real Caffe (pycaffe); "
+        "a .onnx model always runs on onnxruntime",
     )
     parser.add_argument(
         "--resample",

@@ -1,0 +1,284 @@
+"""``upcall detect MODEL RECORDINGS... --out DIR``: up-calls in long recordings, as Raven tables.
+
+    DIR/detect.json                  DetectSettings: the model and settings the outputs came from;
+                                     a rerun with other settings is refused (use another --out)
+    DIR/<rel>.detections.txt         one Raven selection table per recording (<rel>: the file's
+                                     path under the folder given, or its name), written last and
+                                     atomically: its presence marks the recording done
+    DIR/<rel>.scores.csv             with --scores: start_s,score per window
+    DIR/detections.txt, .csv         all recordings, with Begin Path and File Offset (s)
+
+Each window's image is computed from its own audio (see :mod:`upcall.detect.score`: both
+spectrogram modes normalise per image). Unreadable files are reported, skipped, and make the
+exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from upcall.audio.raven import read_table, write_table
+from upcall.detect import events, stream
+from upcall.errors import BatchReport, UpcallError
+from upcall.fsutil import atomic_write_text
+from upcall.jsonfile import JsonFile
+
+HELP = "detect up-calls in long recordings with a trained job; Raven selection tables out"
+
+
+@dataclass(frozen=True)
+class DetectSettings(JsonFile):
+    """DIR/detect.json: what the tables in DIR were made with."""
+
+    FILE = "detect.json"
+    model: str  # the job folder (absolute)
+    weights: str  # the snapshot's caffemodel
+    threshold: float
+    step_s: float
+    channel: int
+    smoothing: int  # windows in the moving average (1: none)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One recording's outcome from a worker."""
+
+    path: str
+    seconds: float  # audio length
+    detections: tuple[events.Detection, ...]
+    problem: str | None = None
+
+
+def table_path(out: Path, rel: Path) -> Path:
+    return out / f"{rel}.detections.txt"
+
+
+def detect_file(
+    scorer,
+    path: Path,
+    settings: DetectSettings,
+    *,
+    block_s: float = 600.0,
+    scores_csv: Path | None = None,
+) -> tuple[float, list[events.Detection], np.ndarray]:
+    """(seconds, detections, window scores) of one recording, streamed block by block."""
+    from upcall.detect.score import band_bins, concat
+
+    seconds = stream.duration_s(path)
+    step = round(settings.step_s * stream.RATE)
+    chunks = stream.blocks(path, channel=settings.channel, block_s=block_s)
+    parts = [scorer.score(w.start, w.samples) for w in stream.windows(chunks, step=step)]
+    scored = concat(parts)
+    timeline = events.Timeline(
+        scored.scores,
+        scored.band_power,
+        band_bins(),
+        step / stream.RATE,
+        stream.WINDOW / stream.RATE,
+    )
+    found = events.detect(timeline, threshold=settings.threshold, smoothing=settings.smoothing)
+    if scores_csv is not None:
+        lines = ["start_s,score"] + [
+            f"{i * timeline.step_s:.3f},{s:.6f}" for i, s in enumerate(scored.scores)
+        ]
+        scores_csv.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(scores_csv, "\n".join(lines) + "\n")
+    return seconds, found, scored.scores
+
+
+_SCORER = None  # one per worker process
+
+
+def _init(job: str, threads: int | None) -> None:
+    global _SCORER
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch  # the worker's threads, so N workers share the cores
+
+        torch.set_num_threads(threads)
+    from upcall.detect.score import Scorer
+
+    _SCORER = Scorer(Path(job))
+
+
+def _work(item: tuple[str, str, DetectSettings, str, bool, float]) -> Result:
+    path, table, settings, rel_scores, want_scores, block_s = item
+    try:
+        seconds, found, _ = detect_file(
+            _SCORER,
+            Path(path),
+            settings,
+            block_s=block_s,
+            scores_csv=Path(rel_scores) if want_scores else None,
+        )
+    except (UpcallError, ValueError, OSError, RuntimeError) as e:
+        return Result(path, 0.0, (), str(e).removeprefix(f"{path}: "))
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    write_table(table, [d.selection() for d in found])
+    return Result(path, seconds, tuple(found))
+
+
+def check_settings(out: Path, settings: DetectSettings) -> None:
+    old = DetectSettings.read(out)
+    if old is not None and old != settings:
+        raise UpcallError(
+            f"{out / DetectSettings.FILE}: made with other settings ({old}); "
+            "use another --out, or delete the folder to start again"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    settings.write(out)
+
+
+def detect(
+    job: Path,
+    inputs: list[Path],
+    out: Path,
+    *,
+    threshold: float = 0.5,
+    step_s: float = 0.5,
+    channel: int = 0,
+    smoothing: int = 1,
+    workers: int = 1,
+    scores: bool = False,
+    block_s: float = 600.0,
+) -> BatchReport:
+    """Run detection over ``inputs`` into ``out``; returns the (unfinished) report."""
+    from upcall.engines.predict import read_deploy
+
+    if not 0 < step_s <= 2.0:
+        raise UpcallError(f"--step must be in (0, 2] seconds, got {step_s}")
+    if not 0.0 <= threshold <= 1.0:
+        raise UpcallError(f"--threshold must be in [0, 1], got {threshold}")
+    job = job.resolve()
+    settings = DetectSettings(
+        str(job), str(read_deploy(job).weights), threshold, step_s, channel, smoothing
+    )
+    files = stream.find_recordings(inputs)
+    check_settings(out, settings)
+    report = BatchReport("recordings")
+    todo, done = [], []
+    for path, rel in files:
+        table = table_path(out, rel)
+        (done if table.exists() else todo).append((path, rel))
+    if done:
+        print(f"{len(done)} recording(s) already done in {out}: skipped", file=sys.stderr)
+    items = [
+        (str(p), str(table_path(out, r)), settings, str(out / f"{r}.scores.csv"), scores, block_s)
+        for p, r in todo
+    ]
+    clock, audio_s = time.perf_counter(), 0.0
+    for n, result in enumerate(_results(job, items, workers), start=1):
+        report.record(result.path, result.problem)
+        audio_s += result.seconds
+        rate = audio_s / max(time.perf_counter() - clock, 1e-9)
+        print(
+            f"[{n}/{len(items)}] {result.path}: "
+            + ("failed; " if result.problem else f"{len(result.detections)} detection(s); ")
+            + f"{audio_s / 3600:.2f} h of audio done, {rate:.0f}× real time",
+            file=sys.stderr,
+            flush=True,
+        )
+    write_combined(out, files)
+    return report
+
+
+def _results(job: Path, items: list, workers: int):
+    if not items:
+        return
+    if workers <= 1 or len(items) <= 1:
+        _init(str(job), None)
+        yield from map(_work, items)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn, not fork: a forked child of a process that has run torch can hang in its threads
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init, initargs=(str(job), threads)
+    ) as pool:
+        yield from pool.map(_work, items)
+
+
+def write_combined(out: Path, files: list[tuple[Path, Path]]) -> None:
+    """DIR/detections.txt (Raven, with Begin Path) and detections.csv from the finished tables."""
+    rows = []
+    for path, rel in files:
+        table = table_path(out, rel)
+        if table.exists():
+            rows += [
+                s.__class__(
+                    **{**s.__dict__, "begin_path": str(path.resolve()), "file_offset_s": s.begin_s}
+                )
+                for s in read_table(table)
+            ]
+    write_table(out / "detections.txt", rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["recording", "begin_s", "end_s", "low_hz", "high_hz", "score"])
+    for s in rows:
+        w.writerow(
+            [
+                s.begin_path,
+                f"{s.begin_s:.3f}",
+                f"{s.end_s:.3f}",
+                f"{s.low_hz:.1f}",
+                f"{s.high_hz:.1f}",
+                f"{s.score:.6f}",
+            ]
+        )
+    atomic_write_text(out / "detections.csv", buf.getvalue())
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="a trained job folder")
+    parser.add_argument(
+        "recordings",
+        type=Path,
+        nargs="+",
+        help="WAV/FLAC/AIFF files or folders (searched recursively)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
+    parser.add_argument(
+        "--step",
+        type=float,
+        default=0.5,
+        help="seconds between 2-s windows (0.5); each window's spectrogram is "
+        "computed on its own, as the modes normalise per image",
+    )
+    parser.add_argument("--channel", type=int, default=0, help="channel of multi-channel files")
+    parser.add_argument(
+        "--smoothing",
+        type=int,
+        default=1,
+        help="windows in the moving average of the scores (1: none)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="files in parallel (1)")
+    parser.add_argument("--scores", action="store_true", help="also write per-window scores")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = detect(
+        args.model,
+        args.recordings,
+        args.out,
+        threshold=args.threshold,
+        step_s=args.step,
+        channel=args.channel,
+        smoothing=args.smoothing,
+        workers=args.workers,
+        scores=args.scores,
+    )
+    report.finish()
+    return 0

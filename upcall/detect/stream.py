@@ -1,0 +1,138 @@
+"""Audio files of any length, rate and channel count → 2 kHz mono windows, in bounded memory.
+
+A file is read in blocks (``SoundFile.read`` of ``block_s`` seconds); a block at another rate is
+band-limited and resampled to 2 kHz with ``scipy.signal.resample_poly`` with one second of
+context on each side, trimmed afterwards, so blocks join without audible seams (the result
+differs from resampling the whole file only in the last bits). Windows of 2 s every ``step``
+seconds are cut from a buffer that carries the last (window - step) samples over to the next
+block, so the windows, and hence the scores, do not depend on the block size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from upcall.audio.clip import AUDIO_SUFFIXES
+from upcall.errors import UpcallError
+
+RATE = 2000  # Hz the models take
+WINDOW = 4000  # samples: the 2-s window the models were trained on
+CONTEXT_S = 1.0  # seconds of neighbouring audio each side of a block when resampling
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Consecutive windows of one block: ``samples`` float64 (M, WINDOW), full scale."""
+
+    start: int  # index (in windows) of the first one in the file
+    samples: np.ndarray
+
+
+def find_recordings(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, path relative to what was given) for every recording; folders searched recursively."""
+    found = []
+    for p in inputs:
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            if not files:
+                raise UpcallError(f"{p}: no recordings ({', '.join(AUDIO_SUFFIXES)}) in it")
+            found += [(f, f.relative_to(p)) for f in files if f.is_file()]
+        else:
+            found.append((p, Path(p.name)))
+    return found
+
+
+def open_audio(path: Path, *, channel: int) -> sf.SoundFile:
+    """The file opened for reading; UpcallError for an unreadable, empty or wrong one."""
+    try:
+        f = sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise UpcallError(f"{path}: not readable audio ({e})") from None
+    if f.frames == 0:
+        f.close()
+        raise UpcallError(f"{path}: empty recording (no samples)")
+    if not 0 <= channel < f.channels:
+        f.close()
+        raise UpcallError(f"{path}: has {f.channels} channel(s), no channel {channel}")
+    return f
+
+
+def duration_s(path: Path) -> float:
+    with open_audio(path, channel=0) as f:
+        return f.frames / f.samplerate
+
+
+def blocks(path: Path, *, channel: int = 0, block_s: float = 600.0) -> Iterator[np.ndarray]:
+    """The recording as consecutive float64 blocks at 2 kHz (full scale), ``block_s`` long."""
+    with open_audio(path, channel=channel) as f:
+        rate = f.samplerate
+        if rate == RATE:
+            n = max(1, round(block_s * rate))
+            while len(x := f.read(n, dtype="float64", always_2d=True)):
+                yield x[:, channel]
+            return
+        ratio = Fraction(RATE, rate)
+        n, ctx = max(1, round(block_s * rate)), round(CONTEXT_S * rate)
+        prev = np.zeros(0)
+        cur = f.read(n, dtype="float64", always_2d=True)[:, channel]
+        done_out = 0  # output samples yielded so far
+        while len(cur):
+            nxt = f.read(n, dtype="float64", always_2d=True)[:, channel]
+            x = np.concatenate([prev[-ctx:], cur, nxt[:ctx]])
+            y = _resample(x, ratio)
+            lead = len(prev[-ctx:]) * ratio  # output samples of left context
+            begin = round(float(lead))
+            out_total = int(np.ceil((f.tell() - len(nxt)) * ratio))  # output up to cur's end
+            yield y[begin : begin + out_total - done_out]
+            done_out = out_total
+            prev, cur = np.concatenate([prev[-ctx:], cur]), nxt
+
+
+def _resample(x: np.ndarray, ratio: Fraction) -> np.ndarray:
+    from scipy.signal import resample_poly  # its FIR filter band-limits below the new Nyquist
+
+    return resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+def windows(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Iterator[Windows]:
+    """2-s windows every ``step`` samples (the last one ends at or before the audio's end), in
+    batches of ``batch`` windows (the last one shorter).
+
+    Batches start at multiples of ``batch`` whatever the block size, so a network sees the same
+    batches and gives the same bits. A recording shorter than one window gives one window padded
+    with zeros at the end.
+    """
+    buf = np.zeros(0)
+    index = 0  # next window's number
+    offset = 0  # file position (samples) of buf[0]
+    total = 0
+
+    def ready(final: bool) -> int:
+        first = index * step - offset
+        count = (len(buf) - first - WINDOW) // step + 1 if len(buf) - first >= WINDOW else 0
+        return min(count, batch) if (count >= batch or final) else 0
+
+    def cut(count: int) -> Windows:
+        first = index * step - offset
+        view = np.lib.stride_tricks.sliding_window_view(buf[first:], WINDOW)[::step][:count]
+        return Windows(index, view.copy())
+
+    for chunk in chunks:
+        buf = np.concatenate([buf, chunk])
+        total += len(chunk)
+        while count := ready(False):
+            yield cut(count)
+            index += count
+        keep = index * step - offset  # samples no later window needs
+        buf, offset = buf[keep:], offset + keep
+    while count := ready(True):
+        yield cut(count)
+        index += count
+    if index == 0 and total:
+        yield Windows(0, np.pad(buf, (0, WINDOW - len(buf)))[None])

@@ -1,0 +1,81 @@
+"""A job's deploy net and snapshot as one folder real Caffe loads (torch-free).
+
+OUT/deploy.prototxt              the job's, as it is
+OUT/snapshot_iter_N.caffemodel   the snapshot's weights, as they are
+OUT/mean.binaryproto             the full-size mean the transform subtracts (mean values
+                                 broadcast to the stored image size; zeros when none)
+OUT/labels.txt                   one class name a line
+OUT/export.json                  DeployInfo: crop, scale, input size, spectrogram settings
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from upcall.data.datum import read_mean, write_mean
+from upcall.engines.onnx.metadata import DeployInfo
+from upcall.engines.predict import (
+    Deploy,
+    Preprocess,
+    deploy_inputs,
+    net_outputs,
+    output_blob,
+    snapshot_weights,
+)
+from upcall.errors import UpcallError
+from upcall.fsutil import atomic_dir
+from upcall.model.netstate import filter_net
+from upcall.proto import caffe_pb2, read_text
+
+
+def export_caffe(deploy: Deploy, info: DeployInfo, out: Path) -> Path:
+    """Write the folder ``out`` (replacing one there, atomically); returns ``out``."""
+    c = deploy.input_shape[0]
+    height, width = info.input["height"], info.input["width"]
+    mean = deploy.preprocess.mean
+    full = (
+        np.zeros((c, height, width), np.float32)
+        if mean is None
+        else np.broadcast_to(mean, (c, height, width))
+    )
+    with atomic_dir(out) as tmp:
+        shutil.copyfile(deploy.prototxt, tmp / "deploy.prototxt")
+        shutil.copyfile(deploy.weights, tmp / deploy.weights.name)
+        write_mean(tmp / "mean.binaryproto", full)
+        (tmp / "labels.txt").write_text("".join(f"{n}\n" for n in deploy.class_names))
+        info.write(tmp)
+    return out
+
+
+def read_caffe_folder(folder: Path) -> Deploy:
+    """The :class:`Deploy` of an exported folder, for a Predictor backend (pycaffe, torch)."""
+    folder = Path(folder).resolve()
+    info = DeployInfo.require(folder, "is it a folder from `upcall export --format caffe`?")
+    path = folder / "deploy.prototxt"
+    net = read_text(path, caffe_pb2.NetParameter())
+    layers = list(filter_net(net, phase=caffe_pb2.TEST).layer)
+    inputs = deploy_inputs(layers, path)
+    name, shape = next(iter(inputs.items()))
+    output, is_prob = output_blob(layers, net_outputs(inputs, layers), path)
+    if list(shape) != list(info.input_shape):
+        raise UpcallError(
+            f"{path}: input {list(shape)} differs from export.json's {info.input_shape}"
+        )
+    labels = (folder / "labels.txt").read_text().split("\n")[: len(info.class_names)]
+    return Deploy(
+        job=folder,
+        prototxt=path,
+        net=net,
+        weights=snapshot_weights(folder, None),
+        input=name,
+        input_shape=shape,
+        output=output,
+        is_prob=is_prob,
+        class_names=tuple(labels),
+        preprocess=Preprocess(
+            mean=read_mean(folder / "mean.binaryproto"), crop_size=info.crop_size, scale=info.scale
+        ),
+    )
