@@ -143,3 +143,16 @@ def test_cli_on_lists_elsewhere_reports_a_bad_clip_and_skips_it(tmp_path, capsys
     assert len(scores(out)) == 19 and bad.name not in {Path(r["clip"]).name for r in scores(out)}
     assert Summary.require(out).engine == "classical"
     assert cli.main(argv) == 1 and "--force" in capsys.readouterr().err  # not overwritten
+
+
+def test_a_model_from_another_scikit_learn_is_a_one_line_error(job, tmp_path):
+    import shutil
+
+    copy = tmp_path / "baseline"
+    shutil.copytree(job, copy)
+    (copy / "model.pkl").write_bytes(b"csklearn.no_such_module\nGone\n.")  # pickle: a lost class
+    with pytest.raises(UpcallError) as e:
+        ClassicalModel.load(copy)
+    message = str(e.value)
+    assert "\n" not in message and "model.pkl" in message and "scikit-learn" in message
+    assert JobConfig.read(copy).network_source["sklearn"] in message

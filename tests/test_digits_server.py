@@ -408,3 +408,47 @@ def test_real_caffe_engine(caffe, images, tmp_path):
     assert r.status_code == 200, r.get_json()
     assert sorted(label for label, _ in r.get_json()["predictions"]) == ["not-whale", "whale"]
     app.extensions["upcall_digits"].shutdown()
+
+
+def test_bad_numbers_rename_and_store_races(trained, images, tmp_path):
+    from dataclasses import replace
+
+    from upcall.digits.jobs import JobRecord, JobStore
+    from upcall.digits.work import DatasetAborted, build_dataset_job
+
+    client, model = trained["client"], trained["models"][0]
+    r = client.get(f"/models/{model}/download?epoch=abc", headers={"Accept": "application/json"})
+    assert r.status_code == 400 and "epoch" in r.get_json()["error"]["message"]
+    url = "/models/images/classification/classify_many.json"
+    data = {"job_id": model, "num_test_images": "x", "image_list": (io.BytesIO(b"a.png"), "l")}
+    assert client.post(url, data=data).get_json() == {
+        "errors": {"num_test_images": ["Not a valid integer value"]}
+    }
+    url = "/models/images/classification/classify_one.json"
+    r = client.post(url, data={"job_id": model, "snapshot_epoch": "x", "image_path": "a.png"})
+    assert r.status_code == 400 and set(r.get_json()["errors"]) == {"snapshot_epoch"}
+    # A rename keeps the job's current status history.
+    store = trained["app"].extensions["upcall_digits"]
+    before = store.get(model)
+    assert client.put(f"/jobs/{model}", data={"job_name": "renamed"}).status_code == 200
+    assert store.get(model).name == "renamed" and store.get(model).history == before.history
+    store.update(model, name=before.name)
+    # An aborted job is not queued again, nor marked Done by its worker; ids never collide.
+    jobs = JobStore(tmp_path / "jobs", {"dataset": lambda s, rec: s.abort(rec.id)})
+    (tmp_path / "jobs" / "20260101-000000-abcd").mkdir()
+    rec = jobs.create(JobRecord("20260101-000000-abcd", "dataset", "d", "fred"))
+    assert rec.id != "20260101-000000-abcd" and (tmp_path / "jobs" / rec.id).is_dir()
+    jobs.submit(rec.id)
+    jobs.queues["dataset"].shutdown(wait=True)
+    assert [s for s, _ in jobs.get(rec.id).history] == ["Initialized", "Waiting", "Running",
+                                                       "Aborted"]  # fmt: skip
+    jobs.submit(rec.id)
+    assert jobs.get(rec.id).status == "Aborted"
+    # An aborted dataset build stops between its steps.
+    (jobs.folder(rec.id) / "lists").mkdir()
+    (jobs.folder(rec.id) / "lists" / "train.txt").write_text(f"{images / 'img0.png'} 0\n")
+    form = {"resize_height": str(H), "resize_width": str(W), "resize_mode": "squash",
+            "encoding": "png"}  # fmt: skip
+    with pytest.raises(DatasetAborted):
+        build_dataset_job(jobs, replace(jobs.get(rec.id), form=form))
+    assert not (jobs.folder(rec.id) / ".build").exists()

@@ -127,6 +127,14 @@ class ClassicalModel:
             classifier = pickle.loads((job / MODEL).read_bytes())
         except (OSError, ValueError, pickle.UnpicklingError, EOFError) as e:
             raise UpcallError(f"{job}: cannot load the fitted baseline: {e}") from e
+        except (ModuleNotFoundError, AttributeError, TypeError) as e:  # another scikit-learn's
+            import sklearn
+
+            made = config.network_source.get("sklearn", "an unknown version")
+            raise UpcallError(
+                f"{job / MODEL}: cannot load ({type(e).__name__}: {e}): fitted with scikit-learn "
+                f"{made}, installed is {sklearn.__version__}; refit with `upcall baseline`"
+            ) from None
         if bank.ndim != 4 or bank.shape[1] != 2:
             raise UpcallError(f"{job / TEMPLATES}: shape {bank.shape}, expected (K, 2, h, w)")
         return cls(job, config, bank, classifier)

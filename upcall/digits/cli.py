@@ -49,7 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--jobs-dir", type=Path, default=Path("digits-jobs"), metavar="DIR")
-    p.add_argument("--engine", default="torch", help="the engine that trains (torch, caffe)")
+    p.add_argument(
+        "--engine", default="torch", choices=("torch", "caffe"), help="the engine that trains"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -133,6 +133,12 @@ class JobStore:
                 record.write(self.folder(record.id))
         return record
 
+    def update(self, job_id: str, **changes) -> JobRecord | None:
+        """Replace fields of the job's current record; None when the job was deleted."""
+        with self.lock:
+            record = self.jobs.get(job_id)
+            return None if record is None else self.save(replace(record, **changes))
+
     def set_status(self, job_id: str, status: str, error: str | None = None) -> JobRecord | None:
         """Append ``status`` to the job's history; None when the job was deleted meanwhile."""
         with self.lock:
@@ -168,13 +174,22 @@ class JobStore:
         """Save a new job (status Initialized) with its folder; the caller fills the folder and
         then calls :meth:`submit`."""
         record = replace(record, history=((INIT, time.time()),))
-        self.folder(record.id).mkdir(parents=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                self.folder(record.id).mkdir()
+                break
+            except FileExistsError:  # two jobs in one second with the same 4 hex digits
+                record = replace(record, id=new_id())
         return self.save(record)
 
     def submit(self, job_id: str) -> None:
-        record = self.set_status(job_id, WAIT)
-        if record is not None:
-            self.queues[record.kind].submit(self._run, job_id)
+        with self.lock:
+            record = self.jobs.get(job_id)
+            if record is None or record.status not in (INIT, WAIT):
+                return  # aborted (or deleted) before it was queued
+            record = self.set_status(job_id, WAIT)
+        self.queues[record.kind].submit(self._run, job_id)
 
     def _run(self, job_id: str) -> None:
         record = self.get(job_id)
@@ -186,13 +201,18 @@ class JobStore:
         try:
             self.work[record.kind](self, self.get(job_id))
         except Exception as e:  # anything: the job must end in a status, never stay Running
-            if self.get(job_id) is not None and self.jobs[job_id].status == RUN:
-                self.set_status(job_id, ERROR, str(e) or type(e).__name__)
+            self._finish(job_id, ERROR, str(e) or type(e).__name__)
             return
         finally:
             self.abort_hooks.pop(job_id, None)
-        if self.get(job_id) is not None and self.jobs[job_id].status == RUN:
-            self.set_status(job_id, DONE)
+        self._finish(job_id, DONE)
+
+    def _finish(self, job_id: str, status: str, error: str | None = None) -> None:
+        """End a Running job (never one aborted or deleted meanwhile)."""
+        with self.lock:
+            record = self.jobs.get(job_id)
+            if record is not None and record.status == RUN:
+                self.set_status(job_id, status, error)
 
     def _dataset_ready(self, record: JobRecord) -> bool:
         """Wait for the model's dataset; a dataset that failed aborts the model (as DIGITS)."""

@@ -234,6 +234,8 @@ def _routes(app: Flask, store: JobStore) -> None:
                 f"{'s' if len(users) != 1 else ''} depend{'s' if len(users) == 1 else ''} on it: "
                 f"{names}"
             )
+        if job.kind == "dataset" and (job.status == "Running" or job_id in store.abort_hooks):
+            raise Forbidden(f'Cannot delete "{job.name}" while it is being built: abort it first')
         store.delete(job_id)
         return "Job deleted."
 
@@ -246,9 +248,7 @@ def _routes(app: Flask, store: JobStore) -> None:
         name = request.values.get("job_name", "").strip()
         if not name:
             raise BadRequest("job_name is a required field")
-        from dataclasses import replace
-
-        store.save(replace(job, name=name))
+        store.update(job_id, name=name)
         return "Job renamed."
 
     @app.route("/jobs/<job_id>")

@@ -34,6 +34,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from upcall import __version__
 from upcall.digits import page
+from upcall.digits.forms import FormErrors
 from upcall.digits.jobs import CSS, RUNNING, TYPES, JobRecord, JobStore
 
 _SNAPSHOT = re.compile(r"snapshot_iter_(\d+)\.caffemodel")
@@ -242,7 +243,10 @@ def add_routes(app: Flask, store: JobStore) -> None:
         epoch = request.args.get("epoch")
         iteration = max(snaps) if snaps and epoch is None else None
         if epoch is not None:
-            iteration = round(float(epoch) * iters_per_epoch(folder))
+            try:
+                iteration = round(float(epoch) * iters_per_epoch(folder))
+            except (ValueError, OverflowError):
+                raise BadRequest(f"epoch must be a number, not {epoch!r}") from None
             if iteration not in snaps:
                 raise BadRequest(f"No snapshot for epoch {epoch}")
         files = [
@@ -294,7 +298,10 @@ def add_routes(app: Flask, store: JobStore) -> None:
             if m and line.strip():
                 names.append(m.group(1).strip())
         limit = request.values.get("num_test_images", "").strip()
-        names = names[: int(limit)] if limit else names
+        try:
+            names = names[: int(limit)] if limit else names
+        except ValueError:
+            raise FormErrors({"num_test_images": ["Not a valid integer value"]}) from None
         paths = {str(Path(folder) / n) if folder else n: n for n in names}
         rows = _classify(store, job, [Path(p) for p in paths])
         return jsonify({"classifications": {paths.get(str(p), str(p)): pairs for p, pairs in rows}})
@@ -318,7 +325,10 @@ def _classify(store: JobStore, job: JobRecord, paths: list[Path]) -> list[tuple[
     if not snaps:
         raise BadRequest("the model has no snapshot yet")
     epoch = request.values.get("snapshot_epoch")
-    it = round(float(epoch) * iters_per_epoch(folder)) if epoch else max(snaps)
+    try:
+        it = round(float(epoch) * iters_per_epoch(folder)) if epoch else max(snaps)
+    except (ValueError, OverflowError):
+        raise FormErrors({"snapshot_epoch": ["Not a valid float value"]}) from None
     if it not in snaps:
         raise NotFound(f"no snapshot for epoch {epoch}")
     backend = current_app.config["UPCALL_BACKEND"]

@@ -12,13 +12,13 @@ Facts followed (NVIDIA/DIGITS source):
 
 Training runs ``upcall.engines.get_engine(engine).train(job)`` in a child process: the shared run
 loop installs a SIGINT handler (main thread only) and stops with a snapshot on SIGINT, which is
-how an abort stops it. The child dies with the server (PR_SET_PDEATHSIG), so a restarted server
+how an abort stops it. The child dies with the server (PR_SET_PDEATHSIG SIGTERM), so a restarted server
 finds the job Running in its record and marks it Error.
 """
 
 from __future__ import annotations
 
-import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -32,10 +32,28 @@ from upcall.model.solver import SolverSettings
 CAFFE_LOG = "caffe_output.log"  # DIGITS's CaffeTrainTask.CAFFE_LOG
 CHILD_OUTPUT = "upcall_train.out"  # the training child's stdout and stderr
 STOP_SECONDS = 30.0  # an abort waits this long for the snapshot before killing the child
-_TRAIN = (
-    "import sys; from pathlib import Path; from upcall.engines import get_engine; "
-    "get_engine(sys.argv[1]).train(Path(sys.argv[2]))"
+_TRAIN = (  # dies with the server: SIGTERM at its death (Linux), or gone already at start
+    "import ctypes, os, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
+    "except (OSError, AttributeError):\n"
+    "    pass  # not Linux: a restarted server still marks the job Error\n"
+    "if os.getppid() != int(sys.argv[3]):\n"
+    "    sys.exit('the server stopped')\n"
+    "from pathlib import Path\n"
+    "from upcall.engines import get_engine\n"
+    "get_engine(sys.argv[1]).train(Path(sys.argv[2]))\n"
 )
+
+
+class DatasetAborted(Exception):
+    """The dataset job was aborted (or deleted) between two build steps."""
+
+
+def _check_running(store, record) -> None:
+    now = store.get(record.id)
+    if now is None or now.status != "Running":
+        raise DatasetAborted(record.id)
 
 
 def write_lists(folder: Path, form: dict, files: dict) -> Path:
@@ -90,8 +108,11 @@ def build_dataset_job(store, record) -> None:
         encoding=form["encoding"],
         workers=1,
     )
+    store.abort_hooks[record.id] = lambda kill=False: None  # delete waits for this build
     build = folder / ".build"
+    _check_running(store, record)
     build_dataset(folder / "lists", out=build, settings=settings)
+    _check_running(store, record)
     for part in build.iterdir():
         part.rename(folder / part.name)
     build.rmdir()
@@ -149,14 +170,6 @@ def write_model_job(folder: Path, dataset_folder: Path, parsed: dict, lr: float)
     job.config.write(folder)
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the server dies (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: a restarted server still marks the job Error
-
-
 def train_model_job(store, record) -> None:
     """Train one model job with the store's engine in a child process; abort = SIGINT."""
     from upcall.digits.forms import check_model
@@ -167,11 +180,10 @@ def train_model_job(store, record) -> None:
         write_model_job(folder, store.folder(record.dataset_id), parsed, parsed["rates"][0])
     with open(folder / CHILD_OUTPUT, "wb") as out:
         child = subprocess.Popen(
-            [sys.executable, "-c", _TRAIN, record.engine or "torch", str(folder)],
+            [sys.executable, "-c", _TRAIN, record.engine or "torch", str(folder), str(os.getpid())],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
 
         def stop(kill: bool = False) -> None:
