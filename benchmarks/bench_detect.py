@@ -17,20 +17,9 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-
-def upcall(*args: object) -> float:
-    """Run ``upcall ARGS``; returns its wall time. A failure stops the benchmark."""
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "upcall", *map(str, args)]
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+from _run import upcall  # benchmarks/_run.py: scripts here run from this folder
 
 
 def peak_rss_mb() -> float:

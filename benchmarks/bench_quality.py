@@ -20,26 +20,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _run import upcall  # benchmarks/_run.py: scripts here run from this folder
 
 from upcall.results.metrics import auc
 
 MODELS = ("baseline", "whalenet/tutorial", "whalenet/enhanced")
-
-
-def upcall(*args: object) -> float:
-    """Run ``upcall ARGS``; returns its wall time. A failure stops the benchmark."""
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "upcall", *map(str, args)]
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
 
 
 def recall_at_precision(scores: np.ndarray, labels: np.ndarray, precision: float) -> float:

@@ -237,7 +237,25 @@ def read_deploy(job: Path, *, snapshot: int | None = None) -> Deploy:
     job = Path(job).resolve()
     spec = load_job(job)
     data = spec.test_data or spec.train_data
-    path = job / "deploy.prototxt"
+    return read_deploy_net(
+        job / "deploy.prototxt",
+        job=job,
+        weights=snapshot_weights(job, snapshot),
+        class_names=tuple(spec.class_names),
+        preprocess=Preprocess.from_param(data.transform_param, base=data.base),
+    )
+
+
+def read_deploy_net(
+    path: Path,
+    *,
+    job: Path,
+    weights: Path,
+    class_names: tuple[str, ...],
+    preprocess: Preprocess,
+) -> Deploy:
+    """The deploy net at ``path`` with its Input blob and shape and the output blob found,
+    plus what the caller knows of the weights, classes and input transform."""
     net = read_text(path, caffe_pb2.NetParameter())
     layers = list(filter_net(net, phase=caffe_pb2.TEST).layer)
     inputs = deploy_inputs(layers, path)
@@ -247,13 +265,13 @@ def read_deploy(job: Path, *, snapshot: int | None = None) -> Deploy:
         job=job,
         prototxt=path,
         net=net,
-        weights=snapshot_weights(job, snapshot),
+        weights=weights,
         input=name,
         input_shape=shape,
         output=output,
         is_prob=is_prob,
-        class_names=tuple(spec.class_names),
-        preprocess=Preprocess.from_param(data.transform_param, base=data.base),
+        class_names=class_names,
+        preprocess=preprocess,
     )
 
 

@@ -20,15 +20,11 @@ from upcall.engines.onnx.metadata import DeployInfo
 from upcall.engines.predict import (
     Deploy,
     Preprocess,
-    deploy_inputs,
-    net_outputs,
-    output_blob,
+    read_deploy_net,
     snapshot_weights,
 )
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_dir
-from upcall.model.netstate import filter_net
-from upcall.proto import caffe_pb2, read_text
 
 
 def export_caffe(deploy: Deploy, info: DeployInfo, out: Path) -> Path:
@@ -55,27 +51,18 @@ def read_caffe_folder(folder: Path) -> Deploy:
     folder = Path(folder).resolve()
     info = DeployInfo.require(folder, "is it a folder from `upcall export --format caffe`?")
     path = folder / "deploy.prototxt"
-    net = read_text(path, caffe_pb2.NetParameter())
-    layers = list(filter_net(net, phase=caffe_pb2.TEST).layer)
-    inputs = deploy_inputs(layers, path)
-    name, shape = next(iter(inputs.items()))
-    output, is_prob = output_blob(layers, net_outputs(inputs, layers), path)
-    if list(shape) != list(info.input_shape):
-        raise UpcallError(
-            f"{path}: input {list(shape)} differs from export.json's {info.input_shape}"
-        )
     labels = (folder / "labels.txt").read_text().split("\n")[: len(info.class_names)]
-    return Deploy(
+    deploy = read_deploy_net(
+        path,
         job=folder,
-        prototxt=path,
-        net=net,
         weights=snapshot_weights(folder, None),
-        input=name,
-        input_shape=shape,
-        output=output,
-        is_prob=is_prob,
         class_names=tuple(labels),
         preprocess=Preprocess(
             mean=read_mean(folder / "mean.binaryproto"), crop_size=info.crop_size, scale=info.scale
         ),
     )
+    if list(deploy.input_shape) != list(info.input_shape):
+        raise UpcallError(
+            f"{path}: input {list(deploy.input_shape)} differs from export.json's {info.input_shape}"
+        )
+    return deploy
