@@ -102,6 +102,16 @@ def lookup(store: JobStore, job_id: str, kind: str | None = None) -> JobRecord:
     return job
 
 
+def owned(store: JobStore, job_id: str) -> JobRecord:
+    """A job the logged-in user may change (DIGITS: login first, then the lookup, then the
+    owner check): 401, 404 or 403 otherwise."""
+    user = username()
+    job = lookup(store, job_id)
+    if job.username and job.username != user:
+        raise Forbidden("You do not have permission to do that")
+    return job
+
+
 def _form_errors(e: forms.FormErrors) -> tuple[Response, int]:
     return jsonify({"errors": e.errors}), 400
 
@@ -212,20 +222,14 @@ def _routes(app: Flask, store: JobStore) -> None:
 
     @app.route("/<any(jobs,datasets,models):kind>/<job_id>/abort", methods=["POST"])
     def abort(kind, job_id):
-        user = username()
-        job = lookup(store, job_id)
-        if job.username and job.username != user:
-            raise Forbidden("You do not have permission to do that")
+        owned(store, job_id)
         if not store.abort(job_id):
             raise Forbidden("Job not aborted")
         return "Job aborted."
 
     @app.route("/<any(jobs,datasets,models):kind>/<job_id>", methods=["DELETE"])
     def delete(kind, job_id):
-        user = username()
-        job = lookup(store, job_id)
-        if job.username and job.username != user:
-            raise Forbidden("You do not have permission to do that")
+        job = owned(store, job_id)
         users = store.users_of(job_id) if job.kind == "dataset" else []
         if users:
             names = ", ".join(f'"{j.name}"' for j in users)
@@ -241,10 +245,7 @@ def _routes(app: Flask, store: JobStore) -> None:
 
     @app.route("/jobs/<job_id>", methods=["PUT"])
     def rename(job_id):
-        user = username()
-        job = lookup(store, job_id)
-        if job.username and job.username != user:
-            raise Forbidden("You do not have permission to do that")
+        owned(store, job_id)
         name = request.values.get("job_name", "").strip()
         if not name:
             raise BadRequest("job_name is a required field")
