@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 CAFFE_ROOT ?= /var/cache/upcall/caffe-bullseye
 export UPCALL_CAFFE_ROOT := $(CAFFE_ROOT)
 
-.PHONY: demo test lint caffe chromium venv
+.PHONY: demo test lint caffe chromium postgresql venv
 
 venv: $(VENV)/.installed
 
@@ -27,10 +27,15 @@ caffe:
 chromium:
 	bash scripts/install-chromium.sh
 
+# Debian's postgresql: the test of `upcall search` workers sharing a study starts its own server.
+postgresql:
+	bash scripts/install-postgresql.sh
+
 lint: venv
 	$(BIN)/ruff check upcall tests benchmarks scripts
 	$(BIN)/python -m upcall.proto.regenerate --check
 
-# UPCALL_REQUIRE_CAFFE=1: the real-Caffe tests fail instead of skipping when Caffe is absent.
-test: venv caffe chromium lint
-	UPCALL_REQUIRE_CAFFE=1 $(BIN)/python -m pytest -q
+# UPCALL_REQUIRE_CAFFE=1: the real-Caffe tests fail instead of skipping when Caffe is absent;
+# UPCALL_REQUIRE_POSTGRES=1 likewise for the PostgreSQL test.
+test: venv caffe chromium postgresql lint
+	UPCALL_REQUIRE_CAFFE=1 UPCALL_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -q

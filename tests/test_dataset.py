@@ -165,6 +165,8 @@ def test_dataset_json(lists, tmp_path):
         "spectrogram_root": str(tmp_path / "lists" / "png"),
         "spectrograms": saved["spectrograms"],
         "files": {},  # lists.json written before list digests were recorded
+        "augmented": None,  # not made by `upcall augment`
+        "augmented_from": None,
     }
     assert (tmp_path / "ds/labels.txt").read_text() == "not-whale\nwhale\n"
     x, _ = load_db(tmp_path / "ds/train_db")

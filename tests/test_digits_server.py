@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import require_chromium, run_chromium
 from PIL import Image
 
 from upcall.digits.server import make_app
@@ -352,37 +353,24 @@ def test_killed_mid_job_becomes_error(trained, tmp_path):
 
 
 def test_html_page_in_chromium(trained, tmp_path):
-    """The job list loads in headless Chromium with no console errors and shows every job.
-
-    ``make test`` installs Debian's chromium (scripts/install-chromium.sh) and sets
-    UPCALL_REQUIRE_CAFFE=1, under which a missing browser fails instead of skipping."""
+    """The job list loads in headless Chromium with no console errors and shows every job
+    (tests/chromium.py: skipped without chromium, failed under UPCALL_REQUIRE_CAFFE=1)."""
     from werkzeug.serving import make_server
 
-    if shutil.which("chromium") is None:
-        if os.environ.get("UPCALL_REQUIRE_CAFFE") == "1":
-            pytest.fail("chromium is missing: run `bash scripts/install-chromium.sh`")
-        pytest.skip("needs Debian's chromium (bash scripts/install-chromium.sh)")
-
+    require_chromium()
     http = make_server("127.0.0.1", _free_port(), trained["app"], threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{http.server_port}/"
-        run = subprocess.run(
-            ["chromium", "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr",
-             "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        run = run_chromium(f"http://127.0.0.1:{http.server_port}/", tmp_path)
     finally:
         http.shutdown()
-    assert run.returncode == 0, run.stderr[-2000:]
-    dom = run.stdout
+    dom = run.dom
     for job_id in [trained["dataset"], *trained["models"]]:
         assert f'id="job-{job_id}"' in dom
     assert "tiny learning_rate:0.001" in dom
     assert dom.count('class="curves"') == 2
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
-    assert console == [], console
+    assert run.console == [], run.console
 
 
 def test_real_caffe_engine(caffe, images, tmp_path):

@@ -39,6 +39,7 @@ SHARED = (
     "upcall.engines.caffe.options",
     "upcall.engines.caffe.root",
     "upcall.engines.caffe.engine",
+    "upcall.engines.caffe.pylayer",
     "upcall.engines.caffe.predict",
     "upcall.engines.onnx",
     "upcall.engines.onnx.metadata",

@@ -223,3 +223,19 @@ def test_data_layer_without_rule_is_an_error():
 def test_unknown_network_lists_the_known():
     with pytest.raises(UpcallError, match="unknown network 'vgg'; known: alexnet, googlenet"):
         get("vgg")
+
+
+def test_whalenet_time_pool_keeps_the_rows_and_spans_the_dataset_width():
+    """prepare() fills the time pool's kernel width from the images it is given."""
+    for height, width, last in ((65, 59, (9, 8)), (129, 30, (17, 4))):
+        net = whalenet(convs=2, residual=True, time_pool=True)
+        train_val, deploy = prepare(net, _source(height, width))
+        shapes = infer_shapes(deploy, {})
+        assert shapes["sum4"][2:] == last
+        assert shapes["time_pool"] == (1, 64, last[0], 1)
+        pools = [x for x in train_val.layer if x.name == "time_pool"]
+        assert pools[0].pooling_param.kernel_w == last[1]
+    eltwise = [x for x in deploy.layer if x.type == "Eltwise"]
+    assert [x.bottom[1] for x in eltwise] == ["proj1", "proj2", "proj3", "pool3"]  # 1×1 where width changes
+    with pytest.raises(ValueError, match="residual"):
+        whalenet(residual=True)

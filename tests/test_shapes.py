@@ -155,6 +155,8 @@ def test_supported_types_cover_what_the_brief_lists():
         "Accuracy",
         "Flatten",
         "Eltwise",
+        "Python",  # upcall's own Python layers (online augmentation)
+        "InfogainLoss",  # --class-weights: the train-phase loss
     } == SUPPORTED_TYPES
 
 

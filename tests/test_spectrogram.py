@@ -261,3 +261,28 @@ def test_read_png_errors_name_the_file(tmp_path):
     Image.new("RGB", (30, 129)).save(tmp_path / "rgb.png")
     with pytest.raises(UpcallError, match=r"rgb\.png: PNG mode RGB, expected 8-bit greyscale"):
         read_png(tmp_path / "rgb.png")
+
+
+def test_fine_mode_is_65_by_59_and_local(rng):
+    """A window cut from a long recording's fine image is the window computed alone."""
+    from upcall.data.spectrogram import clip_shape
+
+    assert clip_shape("fine") == (65, 59) and clip_shape("tutorial") == (129, 30)
+    assert not MODES["fine"].per_image and MODES["tutorial"].per_image
+    long = to_int16(rng.normal(0, 3000, 40 * 64 + 4000))
+    whole = compute(long, mode="fine")
+    assert whole.shape == (65, 1 + (len(long) - 256) // 64)
+    for k in (0, 7, 40):
+        alone = compute(long[k * 64 : k * 64 + 4000], mode="fine")
+        assert alone.shape == (65, 59)
+        assert np.abs(alone.astype(int) - whole[:, k : k + 59]).max() <= 1  # FFT rounding only
+
+
+def test_fine_mode_ignores_gain_and_shows_the_sweep(rng):
+    clip = sweep(rng, 1.0)
+    quieter = clip.astype(np.float64) / 4 / 32768
+    image = compute(clip, mode="fine")
+    assert np.abs(image.astype(int) - compute(quieter, mode="fine")).max() <= 1
+    # the call rises from 62.5 to 250 Hz (bins 8..32) between 0.5 and 1.5 s (columns ~12..42)
+    peaks = image[:, 16:40].argmax(axis=0)
+    assert ((peaks >= 7) & (peaks <= 33)).all() and (np.diff(peaks) >= 0).mean() > 0.8

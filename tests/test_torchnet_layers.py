@@ -318,9 +318,9 @@ def test_concat_eltwise_flatten_softmax():
 
 def test_unknown_type_names_the_layer():
     with pytest.raises(
-        UpcallError, match="layer 'foo' has type 'Python', which upcall's torch engine cannot run"
+        UpcallError, match="layer 'foo' has type 'Embed', which upcall's torch engine cannot run"
     ):
-        build('name: "foo" type: "Python"', (1,))
+        build('name: "foo" type: "Embed"', (1,))
 
 
 # ---- loss and accuracy --------------------------------------------------------------------

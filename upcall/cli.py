@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "synth-recording": "upcall.audio.recording",
     "spectrograms": "upcall.data.render",
     "lists": "upcall.data.lists",
+    "augment": "upcall.data.augment",
     "lmdb": "upcall.data.dataset",
     "explore": "upcall.data.explore",
     "nets": "upcall.model.nets",
@@ -36,8 +37,10 @@ COMMANDS: dict[str, str] = {
     "report": "upcall.results.report",
     "export": "upcall.export.command",
     "sweep": "upcall.workflows.sweep",
+    "search": "upcall.workflows.search",
     "caffe": "upcall.engines.caffe.root",
     "digits": "upcall.digits.cli",
+    "fit": "upcall.workflows.fit",
     "demo": "upcall.workflows.demo",
 }
 

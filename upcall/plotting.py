@@ -26,3 +26,16 @@ def save_png(fig, path: str | os.PathLike, **savefig_args) -> None:
             fig.savefig(tmp, format="png", **savefig_args)
     finally:
         plt.close(fig)
+
+
+def png_bytes(fig, **savefig_args) -> bytes:
+    """``fig`` as PNG bytes (for a page that embeds its figures), then close it."""
+    import io
+
+    plt = pyplot()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", **savefig_args)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()

@@ -158,6 +158,12 @@ class _Writer:
         self.env.close()
 
 
+def record_order(seed: int, db: int, n: int) -> np.ndarray:
+    """The list index of each record in key order (before bad images are left out): the
+    shuffle ``upcall lmdb`` applies, so a report can name the clip behind a record."""
+    return np.random.default_rng((seed, db)).permutation(n)
+
+
 def write_db(
     items: list[tuple[Path, int]],
     db_path: Path,
@@ -167,7 +173,7 @@ def write_db(
     report: BatchReport,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Write one LMDB; returns the labels written (in key order) and the pixel sum if kept."""
-    order = np.random.default_rng((work.seed, work.db)).permutation(len(items))
+    order = record_order(work.seed, work.db, len(items))
     jobs = [(int(i), *items[i]) for i in order]
     writer = _Writer(db_path, len(jobs) * (work.height * work.width + 64))
     labels, total = [], None

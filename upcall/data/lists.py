@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from upcall.audio.augment import AugmentSettings
 from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
 from upcall.data.resize import py2_round
 from upcall.data.stamps import LOCK_FILE, register_lists
@@ -79,6 +80,8 @@ class ListsManifest(JsonFile):
     labels: tuple[str, ...] = LABELS
     # file name → SHA-256 of the list files written with this lists.json; empty in older files
     files: dict[str, str] = field(default_factory=dict)
+    augmented: AugmentSettings | None = None  # `upcall augment`'s settings; None: not augmented
+    augmented_from: str | None = None  # the LISTS folder it augmented
 
     def check_files(self, folder: Path) -> None:
         """UpcallError unless the list files are those this lists.json was written with."""

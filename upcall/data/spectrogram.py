@@ -1,18 +1,23 @@
 """Clip → spectrogram image: the named modes, batched over clips, and PNG reading and writing.
 
-Every mode turns a 2 s, 2000 Hz clip (4000 samples) into an 8-bit image 129 rows (frequency,
-row 0 = lowest) by 30 columns (time), so the rest of the pipeline never asks which mode made it.
-Audio of any other length n >= 256 gives ``frames(n) = 1 + (n - 256) // 128`` columns (a long
-recording becomes one wide image for a detector), computed by the same code.
+Every mode turns audio at 2000 Hz into an 8-bit image, rows = frequency (row 0 = lowest),
+columns = time. Audio of n >= 256 samples gives ``frames(n, hop)`` columns (a long recording
+becomes one wide image for a detector), computed by the same code. A mode fixes its hop and how
+many rows it keeps; its 2 s image shape is :func:`clip_shape`.
 
-* ``tutorial`` reproduces the DIGITS tutorial's ``preprocess-aiff.py`` pixel for pixel:
+* ``tutorial`` (129×30) reproduces the DIGITS tutorial's ``preprocess-aiff.py`` pixel for pixel:
   ``matplotlib.mlab.specgram`` defaults (linear PSD) and old SciPy's per-image ``bytescale``.
   The min–max is taken over the whole image, so a long recording's grey levels depend on its
   loudest moment: not the same pixels as its 2 s pieces computed one by one.
-* ``enhanced`` is for a better detector: log power, contrast enhancement in the manner of the
-  Kaggle winners (clip outliers, subtract the local background along time and along frequency)
-  and one fixed dB → grey mapping, so a grey level means the same thing in every image. Its
-  clipping statistics are per image too; the background windows are local (≤ 41 cells).
+* ``enhanced`` (129×30): log power, contrast enhancement in the manner of the Kaggle winners
+  (clip outliers, subtract the local background along time and along frequency) and one fixed
+  dB → grey mapping. Its clipping statistics are per image.
+* ``fine`` (65×59): the 2013 winner's 32 ms hop (NFFT 256, hop 64) and only the rows up to
+  500 Hz (the up-call band, its first harmonic and the hard negatives above it), log power with
+  each column's median over those rows subtracted (removes the clip's gain, clicks and other
+  broadband transients), then one fixed dB → grey mapping. Nothing depends on the rest of the
+  image, so a window cut from a long recording's image has the same pixels as the window
+  computed alone (``per_image`` False): a detector can run the network over a whole block.
 """
 
 from __future__ import annotations
@@ -41,20 +46,25 @@ BLOCK = 256 * WIDTH  # frames per FFT batch: ~30 MB of complex spectra, whatever
 
 class Mode(Protocol):
     name: ClassVar[str]
+    hop: ClassVar[int]  # samples between columns
+    rows: ClassVar[int]  # frequency rows kept, from 0 Hz up
+    per_image: ClassVar[bool]  # grey levels depend on the whole image (not local per column)
 
     def images(self, x: np.ndarray) -> np.ndarray:
-        """float64 (N, n) full-scale samples → uint8 (N, HEIGHT, frames(n)), n >= NFFT."""
+        """float64 (N, n) full-scale samples → uint8 (N, rows, frames(n, hop)), n >= NFFT."""
         ...
 
 
-def frames(n: int) -> int:
+def frames(n: int, hop: int = STEP) -> int:
     """Columns of the spectrogram of ``n`` samples (mlab's count: whole windows only)."""
     if n < NFFT:
         raise ValueError(f"audio of {n} samples is shorter than one {NFFT}-sample window")
-    return 1 + (n - NFFT) // STEP
+    return 1 + (n - NFFT) // hop
 
 
-def power_spectrogram(x: np.ndarray, *, fs: float, exact: bool) -> np.ndarray:
+def power_spectrogram(
+    x: np.ndarray, *, fs: float, exact: bool, hop: int = STEP
+) -> np.ndarray:
     """One-sided PSD of each clip, as ``matplotlib.mlab.specgram`` computes it.
 
     Symmetric Hann window (``np.hanning``), no detrending, NFFT 256, overlap 128, scaled by
@@ -62,10 +72,10 @@ def power_spectrogram(x: np.ndarray, *, fs: float, exact: bool) -> np.ndarray:
     ``exact=True`` repeats mlab's floating-point operations so the result is bit-identical;
     ``exact=False`` uses the real FFT (2-3× faster, differs in the last bits).
 
-    Returns float64 (N, HEIGHT, frames(n)) for x of shape (N, n).
+    Returns float64 (N, HEIGHT, frames(n, hop)) for x of shape (N, n).
     """
     window = np.hanning(NFFT)
-    segments = np.lib.stride_tricks.sliding_window_view(x, NFFT, axis=-1)[:, ::STEP]
+    segments = np.lib.stride_tricks.sliding_window_view(x, NFFT, axis=-1)[:, ::hop]
     segments = segments * window  # (N, T, NFFT)
     if exact:
         # mlab takes the complex FFT and multiplies conj(X) * X in complex arithmetic; the real
@@ -102,6 +112,9 @@ class TutorialMode:
     """The tutorial's image: linear PSD, per-image min–max to 8 bits (mostly black)."""
 
     name: ClassVar[str] = "tutorial"
+    hop: ClassVar[int] = STEP
+    rows: ClassVar[int] = HEIGHT
+    per_image: ClassVar[bool] = True
     fs: float = 2.0  # matplotlib's default Fs; the tutorial never passed the real rate
 
     def images(self, x: np.ndarray) -> np.ndarray:
@@ -113,6 +126,9 @@ class EnhancedMode:
     """Log power with contrast enhancement and one fixed grey scale for every clip."""
 
     name: ClassVar[str] = "enhanced"
+    hop: ClassVar[int] = STEP
+    rows: ClassVar[int] = HEIGHT
+    per_image: ClassVar[bool] = True
     floor_db: float = -160.0  # dB re full scale²/Hz given to zero power; 16-bit noise is ~-131
     clip_std: float = 3.0  # clip to mean ± clip_std·std first, so clicks don't drag local means
     time_window: tuple[int, int] = (5, 29)  # (inner, outer) frames of the along-time background
@@ -134,6 +150,26 @@ class EnhancedMode:
         return np.clip(grey, 0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class FineMode:
+    """32 ms hop, 0–500 Hz, log power minus each column's median: local, no per-image scaling."""
+
+    name: ClassVar[str] = "fine"
+    hop: ClassVar[int] = 64  # 32 ms at 2000 Hz: 59 columns per 2 s clip
+    rows: ClassVar[int] = 65  # bins 0..64: 0–500 Hz
+    per_image: ClassVar[bool] = False
+    floor_db: float = -160.0  # dB re full scale²/Hz given to zero power
+    range_db: tuple[float, float] = (-6.0, 30.0)  # dB above the column's median → grey 0..255
+
+    def images(self, x: np.ndarray) -> np.ndarray:
+        power = power_spectrogram(x, fs=float(SAMPLE_RATE), exact=False, hop=self.hop)
+        db = 10.0 * np.log10(np.maximum(power[:, : self.rows], 10.0 ** (self.floor_db / 10.0)))
+        db -= np.median(db, axis=1, keepdims=True)  # (N, 1, T): each column's broadband level
+        lo, hi = self.range_db
+        grey = (db - lo) * (255.0 / (hi - lo)) + 0.5
+        return np.clip(grey, 0, 255).astype(np.uint8)
+
+
 def _background(db: np.ndarray, *, axis: int, window: tuple[int, int]) -> np.ndarray:
     """Mean over the ``outer`` neighbours of each cell along ``axis``, leaving out the ``inner``
     ones around it, so a call does not raise its own background (edges mirrored)."""
@@ -145,7 +181,7 @@ def _background(db: np.ndarray, *, axis: int, window: tuple[int, int]) -> np.nda
     return (total_outer - total_inner) / (outer - inner)
 
 
-MODES: dict[str, Mode] = {m.name: m for m in (TutorialMode(), EnhancedMode())}
+MODES: dict[str, Mode] = {m.name: m for m in (TutorialMode(), EnhancedMode(), FineMode())}
 
 
 def get_mode(name: str) -> Mode:
@@ -161,15 +197,22 @@ def get_mode(name: str) -> Mode:
 def mode_settings(name: str) -> dict:
     """The settings that define a mode's images, as written to ``spectrograms.json``."""
     mode = get_mode(name)
+    height, width = clip_shape(name)
     return {
         "mode": mode.name,
         "nfft": NFFT,
-        "noverlap": NOVERLAP,
+        "noverlap": NFFT - mode.hop,
         "sample_rate": SAMPLE_RATE,
-        "height": HEIGHT,
-        "width": WIDTH,
+        "height": height,
+        "width": width,
         **dataclasses.asdict(mode),
     }
+
+
+def clip_shape(name: str) -> tuple[int, int]:
+    """(rows, columns) of a mode's image of one 2 s clip: (129, 30) for ``tutorial``."""
+    mode = get_mode(name)
+    return mode.rows, frames(CLIP_SAMPLES, mode.hop)
 
 
 def as_full_scale(samples: np.ndarray) -> np.ndarray:
@@ -195,15 +238,16 @@ def compute_batch(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
 
     Returns
     -------
-    uint8 (N, 129, frames(n)), row 0 = lowest frequency; (N, 129, 30) for 2 s clips. Each image
-    is normalised on its own (see the module docstring), whatever its length.
+    uint8 (N, rows, frames(n, hop)) of the mode, row 0 = lowest frequency; (N, 129, 30) for 2 s
+    clips in the tutorial mode. Per-image modes normalise each image on its own (see the module
+    docstring), whatever its length.
     """
     samples = np.asarray(samples)
     if samples.ndim != 2:
         raise ValueError(f"expected clips of shape (N, n), got {samples.shape}")
-    width = frames(samples.shape[1])
     chosen = get_mode(mode)
-    out = np.empty((len(samples), HEIGHT, width), np.uint8)
+    width = frames(samples.shape[1], chosen.hop)
+    out = np.empty((len(samples), chosen.rows, width), np.uint8)
     block = max(1, BLOCK // width)  # bounded memory for long recordings too
     for start in range(0, len(samples), block):
         x = as_full_scale(samples[start : start + block])
@@ -214,8 +258,8 @@ def compute_batch(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
 
 
 def compute(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
-    """Spectrogram image of one clip of n >= 256 samples: uint8 (129, frames(n)); (129, 30)
-    for a 2 s clip."""
+    """Spectrogram image of one clip of n >= 256 samples: uint8 (rows, frames(n, hop)) of the
+    mode; (129, 30) for a 2 s clip in the tutorial mode."""
     samples = np.asarray(samples)
     if samples.ndim != 1:
         raise ValueError(f"expected one clip of shape (n,), got {samples.shape}")

@@ -40,8 +40,8 @@ class DetectSettings(JsonFile):
     """DIR/detect.json: what the tables in DIR were made with."""
 
     FILE = "detect.json"
-    model: str  # the job folder (absolute)
-    weights: str  # the snapshot's caffemodel
+    model: str  # the job folder or exported .onnx model (absolute)
+    weights: str  # the snapshot's caffemodel (the .onnx file for an exported model)
     threshold: float
     step_s: float
     channel: int
@@ -96,18 +96,21 @@ def detect_file(
 
 
 _SCORER = None  # one per worker process
+_SCORER_KEY: tuple[str, int | None] | None = None  # (model, threads) it was loaded for
 
 
-def _init(job: str, threads: int | None) -> None:
-    global _SCORER
+def _init(model: str, threads: int | None) -> None:
+    """Load the model once per worker process; ``threads``: its share of the cores."""
+    global _SCORER, _SCORER_KEY
+    if _SCORER_KEY == (model, threads):
+        return  # a reused worker (Ray) keeps its model
     if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch  # the worker's threads, so N workers share the cores
-
-        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for any OpenMP pool started later
     from upcall.detect.score import Scorer
 
-    _SCORER = Scorer(Path(job))
+    # the predictor sets its backend's thread pool (torch, onnxruntime) to ``threads``
+    _SCORER = Scorer(Path(model), threads=threads)
+    _SCORER_KEY = (model, threads)
 
 
 def _work(item: tuple[str, str, DetectSettings, str, bool, float]) -> Result:
@@ -150,18 +153,19 @@ def detect(
     workers: int = 1,
     scores: bool = False,
     block_s: float = 600.0,
+    ray: str | None = None,
 ) -> BatchReport:
-    """Run detection over ``inputs`` into ``out``; returns the (unfinished) report."""
-    from upcall.engines.predict import read_deploy
+    """Run detection over ``inputs`` into ``out``; returns the (unfinished) report.
 
+    ``job``: a job folder or an exported .onnx model. ``ray``: the address of a running Ray
+    cluster (HOST:PORT) that does the per-file work instead of local processes.
+    """
     if not 0 < step_s <= 2.0:
         raise UpcallError(f"--step must be in (0, 2] seconds, got {step_s}")
     if not 0.0 <= threshold <= 1.0:
         raise UpcallError(f"--threshold must be in [0, 1], got {threshold}")
     job = job.resolve()
-    settings = DetectSettings(
-        str(job), str(read_deploy(job).weights), threshold, step_s, channel, smoothing
-    )
+    settings = DetectSettings(str(job), model_weights(job), threshold, step_s, channel, smoothing)
     files = stream.find_recordings(inputs)
     check_settings(out, settings)
     report = BatchReport("recordings")
@@ -176,7 +180,7 @@ def detect(
         for p, r in todo
     ]
     clock, audio_s = time.perf_counter(), 0.0
-    for n, result in enumerate(_results(job, items, workers), start=1):
+    for n, result in enumerate(_results(job, items, workers, ray), start=1):
         report.record(result.path, result.problem)
         audio_s += result.seconds
         rate = audio_s / max(time.perf_counter() - clock, 1e-9)
@@ -191,8 +195,25 @@ def detect(
     return report
 
 
-def _results(job: Path, items: list, workers: int):
+def model_weights(model: Path) -> str:
+    """What detect.json records as the weights: the snapshot a job's latest set holds, or the
+    exported .onnx file itself."""
+    from upcall.engines.predict import is_exported, read_deploy
+
+    if is_exported(model):
+        if not model.is_file():
+            raise UpcallError(f"{model}: no such ONNX model")
+        return str(model)
+    return str(read_deploy(model).weights)
+
+
+def _results(job: Path, items: list, workers: int, ray: str | None = None):
     if not items:
+        return
+    if ray is not None:
+        from upcall.detect.cluster import ray_results
+
+        yield from ray_results(ray, str(job), items)
         return
     if workers <= 1 or len(items) <= 1:
         _init(str(job), None)
@@ -201,7 +222,11 @@ def _results(job: Path, items: list, workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    from upcall.parallel import default_workers
+
+    # each worker's share of the cores: N workers with every core each oversubscribe them
+    # (2 workers on 2 cores ran at 0.52× one worker's speed before this)
+    threads = max(1, default_workers() // workers)
     # spawn, not fork: a forked child of a process that has run torch can hang in its threads
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -241,7 +266,11 @@ def write_combined(out: Path, files: list[tuple[Path, Path]]) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="a trained job folder")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help="a trained job folder, or a model.onnx from `upcall export` (run by onnxruntime)",
+    )
     parser.add_argument(
         "recordings",
         type=Path,
@@ -264,7 +293,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="windows in the moving average of the scores (1: none)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="files in parallel (1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="files in parallel on this machine (1); each takes cores / N threads",
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the per-file work as tasks on a running Ray cluster (HEAD:6379); the model, "
+        "recordings and --out must be on a filesystem every node sees at the same paths",
+    )
     parser.add_argument("--scores", action="store_true", help="also write per-window scores")
 
 
@@ -279,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         workers=args.workers,
         scores=args.scores,
+        ray=args.ray,
     )
     report.finish()
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from upcall.data import spectrogram
-from upcall.engines.predict import Predictor, job_kind, load_predictor
+from upcall.engines.predict import Predictor, is_exported, job_kind, load_predictor
 from upcall.errors import UpcallError
 
 BAND_HZ = (50.0, 250.0)  # the up-call band: where a detection's low/high frequency is sought
@@ -39,15 +39,35 @@ def band_bins() -> np.ndarray:
 
 
 class Scorer:
-    """A job's network with the input spec of its dataset, applied to batches of windows."""
+    """A model's network with the input spec of its dataset, applied to batches of windows.
 
-    def __init__(self, job: Path, *, snapshot: int | None = None, backend: str = "torch") -> None:
+    ``model``: a job folder, or a .onnx file from ``upcall export`` (run by ONNX Runtime, torch
+    never imported; its metadata holds the input spec). ``threads``: CPU threads for the
+    network (None: every core).
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        snapshot: int | None = None,
+        backend: str = "torch",
+        threads: int | None = None,
+    ) -> None:
         from upcall.results.classify import InputSpec, dataset_info
 
-        if (kind := job_kind(job)) is not None:
-            raise UpcallError(f"{job}: a {kind} job cannot detect yet (it classifies whole files)")
-        self.spec = InputSpec.from_dataset_info(dataset_info(job))
-        self.predictor: Predictor = load_predictor(job, snapshot=snapshot, backend=backend)
+        if is_exported(model):
+            self.predictor: Predictor = load_predictor(model, threads=threads)
+            self.spec = InputSpec.from_json(self.predictor.info.input)
+        else:
+            if (kind := job_kind(model)) is not None:
+                raise UpcallError(
+                    f"{model}: a {kind} job cannot detect yet (it classifies whole files)"
+                )
+            self.spec = InputSpec.from_dataset_info(dataset_info(model))
+            self.predictor = load_predictor(
+                model, snapshot=snapshot, backend=backend, threads=threads
+            )
         names = self.predictor.class_names
         self.positive = names.index("whale") if "whale" in names else len(names) - 1
 

@@ -132,6 +132,18 @@ def custom_network(spec: JobSpec) -> str:
     for layer in spec.net.layer:
         if layer.type == "Input":
             continue
+        if layer.infogain_loss_param.source:  # a file in the job folder DIGITS never receives
+            raise UpcallError(
+                f"{spec.job / spec.solver.net}: layer {layer.name!r} reads its class weights "
+                f"from {layer.infogain_loss_param.source}, which a DIGITS server cannot be sent; "
+                "train this job with --engine torch or caffe"
+            )
+        if layer.type == "Python":  # its module is a file in the job folder, as above
+            raise UpcallError(
+                f"{spec.job / spec.solver.net}: layer {layer.name!r} is a Python layer "
+                f"({layer.python_param.module}.py in the job folder), which a DIGITS server "
+                "cannot be sent; train this job with --engine torch or caffe"
+            )
         new = net.layer.add()
         new.CopyFrom(layer)
         train, test = layer_included(layer, TRAIN_STATE), layer_included(layer, TEST_STATE)

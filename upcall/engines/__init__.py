@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 from upcall.engines.base import Engine, EngineOptions, JobStatus, local_status
@@ -63,7 +64,8 @@ def get_engine(name: str, options: EngineOptions | None = None, **fields: object
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--engine``, the common ``--gpu`` / ``--threads``, and each engine's own flags."""
+    """``--engine``, the common ``--gpu`` / ``--threads`` / ``--tensorboard``, and each engine's
+    own flags (``train``, ``sweep`` and ``search`` all take them from here)."""
     parser.add_argument(
         "--engine",
         default=DEFAULT_ENGINE,
@@ -76,6 +78,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads (default: all available cores)"
+    )
+    parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        help="also write the training metrics (metrics.jsonl) as TensorBoard event files "
+        "under DIR/<job name>/ (needs the tensorboard package)",
     )
     for name in ENGINES:
         options = declaration(name).Options

@@ -27,10 +27,16 @@ class EngineOptions:
 
     gpu: int | None = None  # CUDA device index; None: the CPU
     threads: int | None = None  # CPU threads; None: every available core
+    # also write metrics.jsonl's records as TensorBoard scalars under DIR/<job name>/; None: not
+    tensorboard: Path | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise UpcallError(f"--threads must be at least 1, not {self.threads}")
+        if self.tensorboard is not None:  # fail before training, not at its first record
+            from upcall.results.tensorboard import require_tensorboard
+
+            require_tensorboard()
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:

@@ -10,11 +10,12 @@ once, here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +27,7 @@ from upcall.engines.jobstate import earlier_wall_time, record_wall_time
 from upcall.errors import Interrupted, UpcallError
 from upcall.progress import progress
 from upcall.results.jobdir import JobWriter
-from upcall.results.records import Summary
+from upcall.results.records import Summary, TestRecord
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,25 @@ class Snapshotted:
 
 Event = Log | Step | Display | Tested | Snapshotted
 
+# Called with each validation record made while training runs (``upcall search`` prunes a trial
+# from them); one run per process, so a module-level list is enough. Tests an engine reports
+# without scores (the caffe engine's) are scored after the run and reach no watcher.
+_WATCHERS: list[Callable[[TestRecord], None]] = []
+
+
+@contextlib.contextmanager
+def watching(callback: Callable[[TestRecord], None]) -> Iterator[None]:
+    """Call ``callback`` with each validation record of the runs inside the block.
+
+    ``callback`` may raise to end the run at once: the engine's clean-up runs, no snapshot is
+    taken and no summary.json is written (the job is left as a run stopped there).
+    """
+    _WATCHERS.append(callback)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(callback)
+
 
 class Stopped(Interrupted):
     """Ctrl-C stopped a job's training; ``what`` says where (the message adds how to go on)."""
@@ -130,11 +150,21 @@ class Transport(Protocol):
 class _Books:
     """The bookkeeping of one run; :func:`run_training` feeds it the transport's events."""
 
-    def __init__(self, spec: JobSpec, transport: Transport, start: int) -> None:
+    def __init__(
+        self, spec: JobSpec, transport: Transport, start: int, tensorboard: Path | None
+    ) -> None:
+        from upcall.results.tensorboard import job_tracker
+
         self.spec, self.transport, self.start = spec, transport, start
         s = spec.solver
         self.images_per_iter = spec.train_data.batch_size * max(1, s.iter_size)
-        self.writer = JobWriter(spec.job, class_names=list(spec.class_names), start_iter=start)
+        tracker = job_tracker(tensorboard, spec.job)
+        self.writer = JobWriter(
+            spec.job,
+            class_names=list(spec.class_names),
+            start_iter=start,
+            trackers=[tracker] if tracker else [],
+        )
         self.pending: dict[int, Tested] = {}  # tests awaiting scores
         self.displays = 0
         self.snapshot: int | None = None
@@ -177,15 +207,17 @@ class _Books:
             case Tested() if event.iter in w.tested():
                 pass  # one record per iteration (a resumed engine may repeat a test)
             case Tested() if event.scores is not None:
-                self._record(event, event.val_loss, event.scores, event.labels)
+                record = self._record(event, event.val_loss, event.scores, event.labels)
+                for watch in tuple(_WATCHERS):
+                    watch(record)
             case Tested():
                 self.pending[event.iter] = event
             case Snapshotted(it):
                 self.snapshot = it
                 record_wall_time(self.spec, it, self.wall_seconds())
 
-    def _record(self, t: Tested, val_loss, scores=None, labels=None) -> None:
-        self.writer.test(
+    def _record(self, t: Tested, val_loss, scores=None, labels=None) -> TestRecord:
+        return self.writer.test(
             iter=t.iter,
             epoch=self.epoch(t.iter),
             val_loss=val_loss,
@@ -239,14 +271,19 @@ class _Books:
         )
 
 
-def run_training(spec: JobSpec, transport: Transport, *, start: int) -> Summary:
+def run_training(
+    spec: JobSpec, transport: Transport, *, start: int, tensorboard: Path | None = None
+) -> Summary:
     """Run ``transport`` from iteration ``start`` and keep the books; returns the summary.
+
+    ``tensorboard``: also write the records as TensorBoard scalars under ``DIR/<job name>/``
+    (:mod:`upcall.results.tensorboard`).
 
     Raises :class:`Stopped` after Ctrl-C (once the engine has snapshotted; after summary.json
     when the Ctrl-C came as the last iteration ended); a second Ctrl-C aborts at once, without a
     snapshot.
     """
-    books = _Books(spec, transport, start)
+    books = _Books(spec, transport, start, tensorboard)
 
     def on_sigint(signum, frame) -> None:
         if books.stop_asked:  # a second Ctrl-C: stop now, without a snapshot

@@ -144,9 +144,14 @@ class Predictor(ABC):
     # and returns score maps from _forward; predict then gives (N, K, h', w').
     fully_convolutional: ClassVar[bool] = False
 
-    def __init__(self, deploy: Deploy, *, gpu: int | None = None) -> None:
+    def __init__(
+        self, deploy: Deploy, *, gpu: int | None = None, threads: int | None = None
+    ) -> None:
         self.deploy = deploy
         self.gpu = gpu
+        # CPU threads the backend may use (None: every core); N processes sharing the cores
+        # each take cores // N, or their thread pools oversubscribe the cores
+        self.threads = threads
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -207,26 +212,37 @@ def _softmax_classes(out: np.ndarray, *, done: bool) -> np.ndarray:
 
 
 def load_predictor(
-    job: Path, *, snapshot: int | None = None, backend: str = "torch", gpu: int | None = None
+    job: Path,
+    *,
+    snapshot: int | None = None,
+    backend: str = "torch",
+    gpu: int | None = None,
+    threads: int | None = None,
 ) -> Predictor:
     """The predictor for ``job``'s deploy.prototxt and snapshot (default: the latest).
 
-    ``backend``: a name in :data:`BACKENDS`; ``gpu``: device index, or None for the CPU.
+    ``backend``: a name in :data:`BACKENDS`; ``gpu``: device index, or None for the CPU;
+    ``threads``: CPU threads the backend may use (None: every core).
     A ``job`` ending in .onnx is a model from ``upcall export``, run by ONNX Runtime.
     """
-    if Path(job).suffix.lower() == ".onnx":
+    if is_exported(job):
         if snapshot is not None:
             raise UpcallError(f"{job}: an exported model holds one snapshot; leave out --snapshot")
         from upcall.engines.onnx.predict import load_onnx
 
-        return load_onnx(Path(job), gpu=gpu)
+        return load_onnx(Path(job), gpu=gpu, threads=threads)
     if backend not in BACKENDS:
         raise UpcallError(f"unknown backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
     if (kind := job_kind(job)) is not None:
         raise UpcallError(f"{job}: a {kind} job has no deploy net; use load_job_model")
     deploy = read_deploy(job, snapshot=snapshot)
     module_name, cls = BACKENDS[backend].split(":")
-    return getattr(importlib.import_module(module_name), cls)(deploy, gpu=gpu)
+    return getattr(importlib.import_module(module_name), cls)(deploy, gpu=gpu, threads=threads)
+
+
+def is_exported(model: Path) -> bool:
+    """Whether ``model`` is a .onnx file from ``upcall export`` (not a job folder)."""
+    return Path(model).suffix.lower() == ".onnx"
 
 
 def read_deploy(job: Path, *, snapshot: int | None = None) -> Deploy:

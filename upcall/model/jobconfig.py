@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
+from upcall.model.classweights import ClassWeights
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class JobConfig(JsonFile):
     deploy_input: tuple[int, ...] = ()  # deploy.prototxt's Input shape (1, C, H, W)
     multiply_adds_per_image: int | None = None
     parameters: int | None = None
+    # the train-phase loss's class weights (upcall.model.classweights); None: unweighted
+    class_weights: ClassWeights | None = None
+    # online augmentation (upcall.model.augment.OnlineAugment settings); None: none
+    augment: dict | None = None
     # a new upcall release keeps the jobs an older one wrote: the version never makes jobs differ
     upcall_version: str = field(default="", compare=False)
 

@@ -8,10 +8,13 @@ name (``upcall nets --list``) or the path of a user's own DIGITS-style / Caffe t
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
+import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,15 +23,33 @@ from upcall.data.dataset import DatasetManifest, fingerprint
 from upcall.data.lists import read_labels
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir
+from upcall.model import augment_net
+from upcall.model.augment import OnlineAugment
+from upcall.model.classweights import (
+    INFOGAIN_FILE,
+    UNWEIGHTED,
+    ClassWeights,
+    infogain_blob,
+    parse_class_weights,
+    resolve,
+    weigh_train_loss,
+)
 from upcall.model.jobconfig import JobConfig
-from upcall.model.networks import NETWORKS, get
+from upcall.model.networks import NETWORKS, Network, get
 from upcall.model.networks.prepare import DataSource, prepare
 from upcall.model.shapes import cost, infer_shapes
 from upcall.model.solver import LR_POLICIES, SOLVER_TYPES, SolverSettings, make_solver, schedule
 from upcall.proto import caffe_pb2, read_text, to_text
 
 HELP = "write Caffe solver/train_val/deploy prototxts per network and learning rate"
-JOB_FILES = ("solver.prototxt", "train_val.prototxt", "deploy.prototxt", "config.json")
+JOB_FILES = (
+    "solver.prototxt",
+    "train_val.prototxt",
+    "deploy.prototxt",
+    "config.json",
+    INFOGAIN_FILE,
+    *augment_net.FILES,  # online augmentation's modules (--augment)
+)
 
 # The whale tutorial's dataset: 27,000 / 3,000 images (first / last rows of train.csv).
 TUTORIAL_COUNTS = {
@@ -110,6 +131,7 @@ class Job:
     name: str  # folder name: <network>-lr<lr>
     prototxts: dict[str, str]  # file name → text: solver, train_val, deploy
     config: JobConfig  # config.json
+    files: dict[str, bytes] = field(default_factory=dict)  # binary files: infogain.binaryproto
 
     def holds(self, folder: Path) -> bool:
         """Whether ``folder`` holds this job already (config.json's upcall_version may differ:
@@ -118,24 +140,58 @@ class Job:
             path = folder / name
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 return False
+        for name, data in self.files.items():
+            path = folder / name
+            if not path.is_file() or path.read_bytes() != data:
+                return False
         try:
             return JobConfig.read(folder) == JobConfig.from_json(self.config.to_json())
         except UpcallError:
             return False
 
 
-def load_network(spec: str) -> tuple[str, caffe_pb2.NetParameter, dict]:
+def build_network(n: Network, params: Mapping[str, object]) -> caffe_pb2.NetParameter:
+    """Registry network ``n`` with builder keywords ``params`` (``--net-param``) over its own."""
+    if not params:
+        return n.build()
+    known = [
+        name
+        for name, p in inspect.signature(n.build).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        raise UpcallError(
+            f"network {n.name} has no parameter {unknown[0]!r}; its parameters: {', '.join(known)}"
+        )
+    try:
+        return functools.partial(n.build, **params)()
+    except (TypeError, ValueError) as e:  # a value the builder cannot use
+        raise UpcallError(f"network {n.name}: bad parameters {dict(params)}: {e}") from None
+
+
+def load_network(
+    spec: str, params: Mapping[str, object] | None = None
+) -> tuple[str, caffe_pb2.NetParameter, dict]:
     """``(name, DIGITS-style network, how it was made)`` for a registry name or a prototxt path.
 
-    A prototxt's job name is its ``name:`` when that is a plain word, else its file stem.
+    ``params`` override a registry network's builder keywords (width, blocks, ...). A
+    prototxt's job name is its ``name:`` when that is a plain word, else its file stem.
     """
+    params = dict(params or {})
     if spec in NETWORKS or not (spec.endswith(".prototxt") or Path(spec).is_file()):
         n = get(spec)
         return (
             n.name,
-            n.build(),
-            {"registry": n.name, "options": dict(n.options), "native_only": n.native_only},
+            build_network(n, params),
+            {
+                "registry": n.name,
+                "options": {**dict(n.options), **params},
+                "native_only": n.native_only,
+            },
         )
+    if params:
+        raise UpcallError(f"{spec}: network parameters apply to registry networks, not prototxts")
     path = Path(spec).resolve()
     net = read_text(path, caffe_pb2.NetParameter())
     name = net.name if re.fullmatch(r"[\w.-]+", net.name) else path.stem
@@ -143,10 +199,19 @@ def load_network(spec: str) -> tuple[str, caffe_pb2.NetParameter, dict]:
 
 
 def make_job(
-    spec: str, dataset: DatasetInfo, settings: SolverSettings, *, batch_size: int | None = None
+    spec: str,
+    dataset: DatasetInfo,
+    settings: SolverSettings,
+    *,
+    batch_size: int | None = None,
+    class_weights: ClassWeights = UNWEIGHTED,
+    net_params: Mapping[str, object] | None = None,
+    augment: OnlineAugment | None = None,
 ) -> Job:
-    """All files of one job: network ``spec`` on ``dataset`` with ``settings``."""
-    name, network, origin = load_network(spec)
+    """All files of one job: network ``spec`` (with builder keywords ``net_params``) on
+    ``dataset`` with ``settings``; ``class_weights`` other than none make the train-phase loss
+    an InfogainLoss (``upcall.model.classweights``)."""
+    name, network, origin = load_network(spec, net_params)
     where = spec if "prototxt" in origin else name
     if origin.get("native_only") and dataset.size != "native":
         raise UpcallError(
@@ -155,6 +220,19 @@ def make_job(
             f"`upcall lmdb LISTS --size native`"
         )
     train_val, deploy = prepare(network, dataset.source(), batch_size=batch_size, where=where)
+    files = {}
+    if class_weights.active:
+        class_weights = resolve(
+            class_weights,
+            _train_counts(dataset),
+            dataset.labels,
+            where=f"{dataset.path}/{DatasetManifest.FILE}",
+        )
+        train_val = weigh_train_loss(train_val, where=where)
+        files[INFOGAIN_FILE] = infogain_blob(class_weights.weights)
+    if augment is not None:  # train-only Python layer (upcall.model.augment_net)
+        train_val = augment_net.add_layer(train_val, augment, where=where)
+        files.update(augment_net.job_files())
     batches = {
         x.include[0].phase: x.data_param.batch_size for x in train_val.layer if x.type == "Data"
     }
@@ -182,6 +260,8 @@ def make_job(
         deploy_input=tuple(deploy.layer[0].input_param.shape[0].dim),
         multiply_adds_per_image=macs,
         parameters=params,
+        class_weights=class_weights if class_weights.active else None,
+        augment=augment.to_dict() if augment is not None else None,
         upcall_version=__version__,
     )
     prototxts = {
@@ -189,7 +269,15 @@ def make_job(
         "train_val.prototxt": to_text(train_val),
         "deploy.prototxt": to_text(deploy),
     }
-    return Job(f"{name}-lr{settings.base_lr:g}", prototxts, config)
+    return Job(f"{name}-lr{settings.base_lr:g}", prototxts, config, files)
+
+
+def _train_counts(dataset: DatasetInfo) -> list[int]:
+    """Training images per class (label order) as dataset.json records them; [] if it does not."""
+    counts = DatasetManifest.from_json(dataset.info).counts.get("train")
+    if not isinstance(counts, dict):
+        return []
+    return [int(counts.get(name, 0)) for name in dataset.labels]
 
 
 def make_jobs(
@@ -200,6 +288,9 @@ def make_jobs(
     *,
     report: BatchReport,
     batch_size: int | None = None,
+    class_weights: ClassWeights = UNWEIGHTED,
+    net_params: Mapping[str, object] | None = None,
+    augment: OnlineAugment | None = None,
 ) -> list[Job]:
     """Every (network, rate) job; a network that does not fit the dataset is reported once (not
     once per rate) and left out."""
@@ -207,7 +298,15 @@ def make_jobs(
     for spec in specs:
         try:
             jobs += [
-                make_job(spec, dataset, replace(base, base_lr=lr), batch_size=batch_size)
+                make_job(
+                    spec,
+                    dataset,
+                    replace(base, base_lr=lr),
+                    batch_size=batch_size,
+                    class_weights=class_weights,
+                    net_params=net_params,
+                    augment=augment,
+                )
                 for lr in lrs
             ]
         except UpcallError as e:
@@ -228,6 +327,8 @@ def write_job(job: Job, out: Path) -> Path:
     with atomic_dir(folder) as tmp:
         for fname, text in job.prototxts.items():
             (tmp / fname).write_text(text, encoding="utf-8")
+        for fname, data in job.files.items():
+            (tmp / fname).write_bytes(data)
         job.config.write(tmp)
     return folder
 
@@ -276,6 +377,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="override the networks' batch sizes, at least 1 (default: each network's own)",
     )
     parser.add_argument(
+        "--net-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a registry network's builder parameter, e.g. width=32 or time_pool=true "
+        "(repeatable; values are JSON numbers, true/false, or text)",
+    )
+    parser.add_argument(
         "--solver-type",
         choices=SOLVER_TYPES,
         default=d.solver_type,
@@ -288,6 +397,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"learning-rate policy, DIGITS's parameters (default {d.lr_policy})",
     )
     parser.add_argument("--seed", type=int, help="Caffe random_seed (default: Caffe's choice)")
+    parser.add_argument(
+        "--class-weights",
+        default="none",
+        metavar="none|balanced|W0,W1",
+        help="weight the training loss by class: balanced gives class k the weight "
+        "n/(K*n_k) from the dataset's training counts; W0,W1 gives them in label order. "
+        "Written as Caffe's InfogainLoss (train phase only; the val loss stays unweighted). "
+        "Default none",
+    )
+    parser.add_argument(
+        "--augment",
+        default="none",
+        metavar="SPEC",
+        help="online augmentation of each training batch, e.g. "
+        "shift=4,freq=2,tmask=6,fmask=8,mix=0.5: time shift by up to 4 columns, frequency "
+        "shift by up to 2 rows, a time mask of up to 6 columns, a frequency mask of up to 8 "
+        "rows, mixing in a not-whale clip of the batch with a weight up to 0.5; p=PROB is "
+        "each transform's chance per image (default 0.5), seed=N its seed (default --seed). "
+        "Written as a train-phase Caffe Python layer; time is never mirrored. Default none",
+    )
     parser.add_argument("--gpu", action="store_true", help="solver_mode GPU (default CPU)")
     parser.add_argument("--out", help="folder for the job folders")
     parser.add_argument(
@@ -303,6 +432,20 @@ def parse_lrs(text: str) -> list[float]:
     if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
         raise UpcallError(f"--lr needs positive learning rates, got {text!r}")
     return lrs
+
+
+def parse_net_params(items: Sequence[str]) -> dict[str, object]:
+    """``--net-param`` values ``KEY=VALUE`` → {key: value}; a value that is not JSON is text."""
+    params: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UpcallError(f"--net-param must be KEY=VALUE (e.g. width=32), not {item!r}")
+        try:
+            params[key.strip()] = json.loads(text)
+        except ValueError:
+            params[key.strip()] = text  # e.g. global_pool=AVE
+    return params
 
 
 def check_batch_size(batch_size: int | None) -> None:
@@ -331,6 +474,8 @@ def run(args: argparse.Namespace) -> int:
         raise UpcallError("--dataset and --out are required (or use --list)")
     lrs = parse_lrs(args.lr)
     check_batch_size(args.batch_size)
+    class_weights = parse_class_weights(args.class_weights)
+    augment = augment_net.parse_augment(args.augment, seed=args.seed)
     dataset = load_dataset(args.dataset)
     base = SolverSettings(
         epochs=args.epochs,
@@ -342,7 +487,19 @@ def run(args: argparse.Namespace) -> int:
     report = BatchReport("jobs")
     out = Path(args.out).resolve()
     specs = [s.strip() for s in args.networks.split(",") if s.strip()]
-    for job in make_jobs(specs, dataset, base, lrs, report=report, batch_size=args.batch_size):
+    net_params = parse_net_params(args.net_param)
+    jobs = make_jobs(
+        specs,
+        dataset,
+        base,
+        lrs,
+        report=report,
+        batch_size=args.batch_size,
+        class_weights=class_weights,
+        net_params=net_params,
+        augment=augment,
+    )
+    for job in jobs:
         try:
             print(write_job(job, out))
             report.ok()

@@ -231,6 +231,11 @@ def concat(name: str, bottoms: Sequence[str], *, top: str | None = None) -> Laye
     return _layer(name, "Concat", bottoms, [top or name])
 
 
+def eltwise_sum(name: str, bottoms: Sequence[str], *, top: str | None = None) -> Layer:
+    """Eltwise SUM of the bottoms (a residual connection)."""
+    return _layer(name, "Eltwise", bottoms, [top or name])
+
+
 def batch_norm(name: str, bottom: str) -> Layer:
     """In-place BatchNorm; its three statistics blobs are not learned (lr_mult 0, as Caffe needs)."""
     layer = _layer(name, "BatchNorm", [bottom], [bottom])
@@ -255,6 +260,18 @@ def softmax_loss(
     layer = _layer(name, "SoftmaxWithLoss", bottoms, [top])
     if loss_weight is not None:
         layer.loss_weight.append(loss_weight)
+    return layer
+
+
+def infogain_loss(
+    name: str, bottoms: Sequence[str], *, source: str, top: str = "loss", axis: int = 1
+) -> Layer:
+    """Caffe's InfogainLoss on raw scores (it applies its own softmax, as SoftmaxWithLoss does):
+    the loss of a sample of class y is -sum_k H[y, k] log p_k, H read from ``source``."""
+    layer = _layer(name, "InfogainLoss", bottoms, [top])
+    layer.infogain_loss_param.source = source
+    if axis != 1:
+        layer.infogain_loss_param.axis = axis
     return layer
 
 

@@ -171,8 +171,11 @@ _RULES: dict[str, Callable[[caffe_pb2.LayerParameter, list[Shape]], list[Shape]]
     "Flatten": _flatten,
     "Eltwise": _eltwise,
     "SoftmaxWithLoss": _scalar,
+    "InfogainLoss": _scalar,
     "Accuracy": _scalar,
     "Data": _same,  # placeholder: Data tops come from input_shapes (see infer_shapes)
+    # a Python layer upcall writes (online augmentation) keeps its first bottom's shape
+    "Python": _same,
 }
 
 # The layer types upcall's networks may use: what shape inference (and the torch engine) handle.

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -53,15 +54,30 @@ def writing(path: Path) -> Iterator[None]:
         raise UpcallError(f"{path}: cannot write: {e.strerror or e}") from e
 
 
+class Tracker(Protocol):
+    """Another place the records go (TensorBoard: :mod:`upcall.results.tensorboard`)."""
+
+    def log(self, record: Record) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class JobWriter:
     """Writes one job directory as training goes; the run loop reports every event through it.
 
     ``start_iter`` > 0 means a resumed run: records from that iteration on (written by the run
     that went on after its last snapshot, and redone now) are dropped so the file stays one
-    history.
+    history. ``trackers`` get every record metrics.jsonl gets, the kept ones first.
     """
 
-    def __init__(self, job: Path, *, class_names: list[str], start_iter: int = 0) -> None:
+    def __init__(
+        self,
+        job: Path,
+        *,
+        class_names: list[str],
+        start_iter: int = 0,
+        trackers: Sequence[Tracker] = (),
+    ) -> None:
         self.job = Path(job)
         self.class_names = list(class_names)
         self.records: list[Record] = (
@@ -69,6 +85,10 @@ class JobWriter:
             if start_iter
             else []
         )
+        self.trackers = list(trackers)
+        for record in self.records:
+            for tracker in self.trackers:
+                tracker.log(record)
         with writing(self.job / METRICS):
             atomic_write_text(self.job / METRICS, "".join(_line(r) for r in self.records))
             self._metrics = open(self.job / METRICS, "a", encoding="utf-8")
@@ -91,6 +111,8 @@ class JobWriter:
         with writing(self.job / METRICS):
             self._metrics.write(_line(record))
             self._metrics.flush()
+        for tracker in self.trackers:
+            tracker.log(record)
 
     def tested(self) -> set[int]:
         """The iterations that have a test record."""
@@ -157,6 +179,9 @@ class JobWriter:
         for file in (self._metrics, self._log):
             with contextlib.suppress(OSError):  # a full disk: the write already said so
                 file.close()
+        for tracker in self.trackers:
+            with contextlib.suppress(UpcallError):  # as above: a failed write already said so
+                tracker.close()
 
 
 def _describe(r: TestRecord) -> str:

@@ -2,7 +2,9 @@
 
 Reads only the job directory format (summary.json, metrics.jsonl, config.json), so jobs from any
 engine compare side by side. Writes a table (stdout, report.csv, report.md) and comparison.png
-(validation AUC and loss against epoch, one line per job).
+(validation AUC and loss against epoch, one line per job); ``upcall report`` also writes
+report.html (:mod:`upcall.results.html`), for which each finished job's validation set is scored
+again per clip (:mod:`upcall.results.scores`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +29,10 @@ from upcall.results.records import (
     validation_records,
 )
 
-HELP = "compare trained jobs: a table of final/best validation results and a comparison plot"
+HELP = (
+    "compare trained jobs: a table of final/best validation results, a comparison plot and "
+    "report.html (one page with the tutorial's questions answered and its figures)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class Row:
 
 
 def find_jobs(paths: list[Path]) -> list[Path]:
-    """Job directories named directly, or one level below a named directory, in name order."""
+    """Job directories named directly, or one level below a named directory (or below its
+    ``trials/`` folder, where ``upcall search`` keeps its jobs), in name order."""
     jobs = []
     for path in paths:
         if not path.is_dir():
@@ -58,6 +65,8 @@ def find_jobs(paths: list[Path]) -> list[Path]:
             jobs.append(path)
         else:
             found = sorted(p for p in path.iterdir() if p.is_dir() and _is_job(p))
+            if (path / "trials").is_dir():
+                found += sorted(p for p in (path / "trials").iterdir() if p.is_dir() and _is_job(p))
             if not found:
                 raise UpcallError(
                     f"{path}: holds no job directories (no solver.prototxt or "
@@ -178,15 +187,19 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else value  # a gap in the line
 
 
-def make_report(paths: list[Path], *, out: Path) -> list[Row]:
-    """Write report.csv, report.md and comparison.png for every trained job under ``paths``.
+def make_report(
+    paths: list[Path], *, out: Path, html: bool = False, threshold: float = 0.5, scorer=None
+) -> list[Row]:
+    """Write report.csv, report.md and comparison.png for every trained job under ``paths``,
+    and with ``html`` report.html (see :func:`write_html`; ``scorer`` keeps scores between calls).
 
-    Untrained jobs are reported one per line and skipped; the rest still make the report, then
-    BatchFailed is raised.
+    Untrained jobs are reported one per line and skipped (report.html shows them as unfinished);
+    the rest still make the report, then BatchFailed is raised.
     """
     batch = BatchReport("jobs")
     rows, trained = [], {}
-    for job in find_jobs(paths):
+    jobs = find_jobs(paths)
+    for job in jobs:
         try:
             row, tests = job_row(job), validation_records(read_metrics(job))
             rows.append(row)
@@ -201,8 +214,59 @@ def make_report(paths: list[Path], *, out: Path) -> list[Row]:
         plot_comparison(trained, out / "comparison.png")
         print(text_table(rows), end="")
         print(f"written: {out / 'report.csv'}, {out / 'report.md'}, {out / 'comparison.png'}")
+    if html:
+        write_html(jobs, out=out, threshold=threshold, scorer=scorer, title=_title(paths))
     batch.finish()
     return rows
+
+
+def _title(paths: list[Path]) -> str:
+    return "upcall report: " + ", ".join(p.resolve().name for p in paths)
+
+
+def job_status(job: Path) -> str:
+    """The job's status as the page shows it: "done", "running", "not started", ..."""
+    from upcall.engines.base import JobStatus, local_status
+
+    return {
+        JobStatus.DONE: "done",
+        JobStatus.RUNNING: "running",
+        JobStatus.RESUMABLE: "stopped (resumable)",
+        JobStatus.NEW: "not started",
+    }[local_status(job)]
+
+
+def write_html(
+    jobs: list[Path],
+    *,
+    out: Path,
+    threshold: float = 0.5,
+    scorer=None,
+    title: str = "upcall report",
+) -> bool:
+    """Write OUT/report.html for ``jobs``; returns whether any job is unfinished.
+
+    Search figures (``upcall search``'s figures/*.png beside its trials/) are taken from the
+    folders holding the jobs.
+    """
+    from upcall.results.entries import Entry, collect_entry
+    from upcall.results.html import render
+    from upcall.results.scores import Scorer
+
+    scorer = scorer or Scorer()
+    entries = []
+    for job in jobs:
+        try:
+            entries.append(collect_entry(job, job_row, scorer, threshold, job_status(job)))
+        except UpcallError as e:
+            entries.append(Entry(job, "cannot be read", job.name, None, note=str(e)))
+    folders = {j.parent.parent if j.parent.name == "trials" else j.parent for j in jobs}
+    figure_dirs = sorted(f / "figures" for f in folders if (f / "figures").is_dir())
+    page = render(entries, title=title, threshold=threshold, figure_dirs=figure_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.html", page)
+    print(f"written: {out / 'report.html'}")
+    return any(e.row is None for e in entries)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -211,19 +275,58 @@ def configure(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="JOBS_DIR",
-        help="job directories, or directories holding them",
+        help="job directories, or directories holding them (or holding them in trials/)",
     )
     parser.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="where report.csv/.md and comparison.png go (default: the first "
+        help="where report.csv/.md, comparison.png and report.html go (default: the first "
         "JOBS_DIR, or its parent when it is a job itself)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="report.html's whale recall, precision and confusion matrices count a clip as a "
+        "whale call when its whale probability is at least P (default 0.5)",
+    )
+    parser.add_argument(
+        "--no-html",
+        action="store_true",
+        help="write only the table and comparison.png (report.html scores every finished "
+        "job's validation set again, which takes a while for large networks)",
+    )
+    parser.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="while jobs are still training, rewrite the report every SECONDS until all have "
+        "finished (an open report.html reloads itself)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from upcall.errors import BatchFailed
+    from upcall.results.scores import Scorer
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UpcallError(f"--threshold must be a probability in [0, 1], not {args.threshold}")
+    if args.watch is not None and (args.watch <= 0 or args.no_html):
+        raise UpcallError("--watch needs a positive number of seconds, and report.html")
     first = args.jobs[0]
     out = args.out or (first.parent if _is_job(first) else first)
-    make_report(args.jobs, out=out)
-    return 0
+    scorer = Scorer()  # finished jobs are scored once, however often --watch rewrites the page
+    while True:
+        try:
+            make_report(
+                args.jobs, out=out, html=not args.no_html, threshold=args.threshold, scorer=scorer
+            )
+            return 0
+        except BatchFailed:
+            pending = [j for j in find_jobs(args.jobs) if job_status(j) != "done"]
+            if args.watch is None or not pending:
+                raise
+            print(f"{len(pending)} job(s) not finished; next report in {args.watch:g} s")
+            time.sleep(args.watch)

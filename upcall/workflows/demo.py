@@ -1,10 +1,12 @@
 """``upcall demo OUT``: the whole workflow on synthetic data, start to finish (``make demo``).
 
-synthetic clips → spectrograms → lists → LMDB → WhaleNet job → training (torch engine) → report
+synthetic clips → the default recipe's pipeline (``upcall.workflows.pipeline``, as `upcall fit`
+runs it: spectrograms → lists → LMDB → WhaleNet job → training on the torch engine) → report
 → the trained model scores a held-out test set (clips of the same synthesis whose labels,
-test_truth.csv, no step before reads), so the AUC it ends with was not used for anything. Each step is skipped when its output is already there, so rerunning after an interruption
-continues where it stopped (training resumes from its latest snapshot). OUT/demo.json records the
-settings; a rerun with other settings is refused rather than reporting the old results.
+test_truth.csv, no step before reads), so the AUC it ends with was not used for anything. Each
+step is skipped when its output is already there, so rerunning after an interruption continues
+where it stopped (training resumes from its latest snapshot). OUT/demo.json and OUT/recipe.json
+record the settings; a rerun with other settings is refused rather than reporting old results.
 """
 
 from __future__ import annotations
@@ -17,27 +19,34 @@ from typing import ClassVar
 from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
 from upcall.results.records import Summary
+from upcall.workflows.pipeline import PIPELINE_STEPS, Layout, Steps, result_line, run_pipeline
+from upcall.workflows.recipe import DEFAULT_RECIPE, Recipe, check_recipe
 
 HELP = "run the whole workflow on synthetic data: clips → spectrograms → LMDB → WhaleNet → report"
 
 
 @dataclass(frozen=True)
 class DemoSettings(JsonFile):
-    """OUT/demo.json. Sized to finish in minutes on two CPU cores (see README for the time)."""
+    """OUT/demo.json. Sized to finish in minutes on two CPU cores (see README for the time).
+
+    The training recipe is :data:`~upcall.workflows.recipe.DEFAULT_RECIPE` with these epochs and
+    seed (OUT/recipe.json records it).
+    """
 
     FILE: ClassVar[str] = "demo.json"
 
     n_train: int = 10000  # clips; 10 % of them become the validation set
-    epochs: int = 5
+    epochs: int = DEFAULT_RECIPE.epochs
     seed: int = 0
-    base_lr: float = 0.01  # the tutorial's baseline rate
-    network: str = "whalenet"  # works on the native 129×30 spectrogram, no resizing
     n_test: int = 2000  # held-out clips, scored once at the end (labels in test_truth.csv)
 
+    @property
+    def recipe(self) -> Recipe:
+        return DEFAULT_RECIPE.with_solver(epochs=self.epochs, seed=self.seed)
 
-def _step(title: str, done: bool) -> bool:
-    print(f"[demo] {title}{' (already done)' if done else ''}", flush=True)
-    return not done
+    @property
+    def network(self) -> str:
+        return self.recipe.network
 
 
 def _check_settings(out: Path, settings: DemoSettings) -> None:
@@ -80,71 +89,42 @@ def held_out_auc(job: Path, data: Path) -> tuple[float | None, int]:
     return auc(scores, labels == 1), len(rows)
 
 
-def result_line(summary: Summary) -> str:
-    """The last validation figures; AUC is n/a when the validation set had a single class."""
-
-    def fmt(key: str) -> str:
-        value = getattr(summary.final, key, None)
-        return "n/a" if value is None else f"{value:.4f}"
-
-    return (
-        f"validation AUC: {fmt('val_auc')} (accuracy {fmt('val_accuracy')}) after "
-        f"{summary.epochs:.2f} epochs in {summary.wall_seconds:.0f} s"
-    )
-
-
 @dataclass(frozen=True)
 class DemoResult:
     summary: Summary  # the trained job's summary.json (its validation figures)
     test_auc: float | None  # on the held-out test clips; None: none, or one class only
     n_test: int
+    job: Path  # the trained job folder
 
 
 def run_demo(
     out: Path, settings: DemoSettings = DemoSettings(), *, threads: int | None = None
 ) -> DemoResult:
-    """Run every step under ``out``; returns the summary and the held-out test AUC."""
+    """Synthesize clips under ``out``, run the default recipe's pipeline on them, compare, and
+    score the held-out clips; returns the summary and the held-out test AUC."""
     from upcall.audio.synth import SynthSettings, synthesize
-    from upcall.data.dataset import DatasetSettings, build_dataset
-    from upcall.data.lists import ListSettings, make_lists
-    from upcall.data.render import ensure
-    from upcall.model.nets import load_dataset, make_job, write_job
-    from upcall.model.solver import SolverSettings
+    from upcall.engines import get_engine
+    from upcall.results.records import read_summary
     from upcall.results.report import make_report
-    from upcall.workflows.sweep import train_pending
 
     out = Path(out).resolve()
     _check_settings(out, settings)
-    data, lists, dataset, jobs = out / "data", out / "lists", out / "dataset", out / "jobs"
+    check_recipe(out, settings.recipe, hint="use another OUT or remove it")
+    data = out / "data"
+    # the tutorial's layout: PNGs beside the clips
+    layout = Layout.under(out, data=data, spectrograms=data)
     s = settings
-    # synthesize and ensure keep what an earlier run finished, so they always run
-    _step(f"1/8 synthetic clips: {s.n_train} labelled, {s.n_test} held out, in {data}", False)
+    steps = Steps("demo", PIPELINE_STEPS + 3)
+    # synthesize keeps what an earlier run finished, so it always runs
+    steps.step(f"synthetic clips: {s.n_train} labelled, {s.n_test} held out, in {data}")
     synthesize(data, SynthSettings(n_train=s.n_train, n_test=s.n_test, seed=s.seed))
-    _step(f"2/8 spectrograms (tutorial mode) beside the clips in {data}", False)
-    ensure(data)
-    if _step(f"3/8 train/val lists in {lists}", (lists / "lists.json").exists()):
-        make_lists(data, out=lists, settings=ListSettings(seed=s.seed))
-    if _step(f"4/8 LMDB dataset at native size in {dataset}", (dataset / "dataset.json").exists()):
-        build_dataset(lists, out=dataset, settings=DatasetSettings(size=None, seed=s.seed))
-    solver = SolverSettings(base_lr=s.base_lr, epochs=s.epochs, seed=s.seed)
-    job = make_job(s.network, load_dataset(dataset), solver)
-    folder = jobs / job.name
-    if _step(f"5/8 {s.network} job in {folder}", (folder / "solver.prototxt").exists()):
-        write_job(job, jobs)
-    summary_path = folder / Summary.FILE
-    if _step(
-        f"6/8 training {s.network} for {s.epochs} epochs (torch engine)", summary_path.exists()
-    ):
-        from upcall.engines import get_engine
-
-        train_pending(folder, get_engine("torch", threads=threads))
-    _step(f"7/8 model comparison in {out}", False)
-    make_report([jobs], out=out)
-    _step(f"8/8 scoring the {s.n_test} held-out test clips with the final snapshot", False)
-    test_auc, n = held_out_auc(folder, data) if s.n_test else (None, 0)
-    from upcall.results.jobdir import read_summary
-
-    return DemoResult(read_summary(folder), test_auc, n)
+    engine = get_engine("torch", threads=threads)
+    job = run_pipeline(layout, s.recipe, engine, steps=steps, rerun="upcall demo")
+    steps.step(f"model comparison in {out}")
+    make_report([layout.jobs], out=out)
+    steps.step(f"scoring the {s.n_test} held-out test clips with the final snapshot")
+    test_auc, n = held_out_auc(job, data) if s.n_test else (None, 0)
+    return DemoResult(read_summary(job), test_auc, n, job)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -179,8 +159,7 @@ def run(args: argparse.Namespace) -> int:
         n_train=args.n_train, epochs=args.epochs, seed=args.seed, n_test=args.n_test
     )
     result = run_demo(args.out, settings, threads=args.threads)
-    job = args.out.resolve() / "jobs" / f"{settings.network}-lr{settings.base_lr:g}"
-    print(f"\ncurves:         {job / 'curves.png'}")
+    print(f"\ncurves:         {result.job / 'curves.png'}")
     print(f"report:         {args.out.resolve() / 'report.md'}")
     print(result_line(result.summary))
     if result.test_auc is not None:

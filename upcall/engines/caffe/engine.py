@@ -27,6 +27,7 @@ from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
 from upcall.engines.caffe import root as caffe
 from upcall.engines.caffe.log import LogState
 from upcall.engines.caffe.options import Options
+from upcall.engines.caffe.pylayer import FIRST_BATCH
 from upcall.engines.jobspec import JobSpec, check_data, classifier_head, load_job
 from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
@@ -73,7 +74,7 @@ class CaffeEngine:
         check_data(spec)
         with folder_lock(spec.job / TRAIN_LOCK):  # one run of a job at a time
             start = start_point(spec, resume=resume, restart=restart)
-            return run_training(spec, _Run(spec, o), start=start)
+            return run_training(spec, _Run(spec, o), start=start, tensorboard=o.tensorboard)
 
     def status(self, job: Path) -> JobStatus:
         return local_status(job)
@@ -90,6 +91,9 @@ class _Run:
         with open_db(spec.train_data.source) as env:
             self.train_count = env.stat()["entries"]
         self.binds = _binds(spec)
+        # a Python layer (online augmentation) imports its module from the job folder
+        python = any(lp.type == "Python" for lp in spec.net.layer)
+        self.env = caffe.python_env(spec.job, caffe_bin=options.caffe_bin) if python else {}
         tests = spec.test_data is not None and len(s.test_iter) and s.test_interval > 0
         self.head = classifier_head(spec.net) if tests else None  # (scores, label) -> loss
         self.device_name = "cpu" if options.gpu is None else f"cuda:{options.gpu}"
@@ -101,6 +105,9 @@ class _Run:
 
     def run(self, start: int) -> Iterator[Event]:
         spec, state = self.spec, self.state
+        if self.env:  # the augmentation layer continues with the draws of batch start×iter_size
+            batches = start * max(1, spec.solver.iter_size)
+            self.env = {**self.env, FIRST_BATCH: str(batches)}
         args = self._arguments(start)
         yield Log(f"caffe engine: {' '.join(self._command(args))}")
         with open(spec.job / CAFFE_LOG, "a" if start else "w", encoding="utf-8") as log:
@@ -162,7 +169,11 @@ class _Run:
 
     def _pycaffe(self, script: str) -> object:
         return caffe.run_pycaffe(
-            script, binds=self.binds, cwd=self.spec.job, caffe_bin=self.options.caffe_bin
+            script,
+            binds=self.binds,
+            cwd=self.spec.job,
+            caffe_bin=self.options.caffe_bin,
+            env=self.env,
         )
 
     def _initial_weights(self) -> None:
@@ -180,7 +191,7 @@ class _Run:
     def _run_caffe(self, args: list[str], log) -> Iterator[Event]:
         """Run Caffe, teeing its log to ``log``; yields its display points and snapshots and
         returns its exit status."""
-        env = {**os.environ, **GLOG_ENV}
+        env = {**os.environ, **GLOG_ENV, **self.env}
         env.update(OPENBLAS_NUM_THREADS=str(self.threads), OMP_NUM_THREADS=str(self.threads))
         # Its own process group, so Ctrl-C reaches Caffe once, from us (stop()): Caffe then
         # snapshots and stops, and we still record what it did.
@@ -284,10 +295,16 @@ print(json.dumps(p["out"]))
 
 
 def _binds(spec: JobSpec) -> list[Path]:
-    """The host directories Caffe reads and writes: the job and each Data source and mean file."""
+    """The host directories Caffe reads and writes: the job and each Data source, mean file and
+    InfogainLoss matrix."""
     dirs = [spec.job]
     for layer in spec.net.layer:
-        for path in (layer.data_param.source, layer.transform_param.mean_file):
+        files = (
+            layer.data_param.source,
+            layer.transform_param.mean_file,
+            layer.infogain_loss_param.source,
+        )
+        for path in files:
             if path:
                 dirs.append((spec.job / path).parent)  # an absolute path stays as it is
     return list(dict.fromkeys(dirs))

@@ -22,8 +22,10 @@ class PycaffePredictor(Predictor):
 
     name = "caffe"
 
-    def __init__(self, deploy: Deploy, *, gpu: int | None = None) -> None:
-        super().__init__(deploy, gpu=gpu)
+    def __init__(
+        self, deploy: Deploy, *, gpu: int | None = None, threads: int | None = None
+    ) -> None:
+        super().__init__(deploy, gpu=gpu, threads=threads)  # pycaffe's BLAS picks its own
         caffe.require_caffe()
         # The bundled root's pycaffe is Debian's CPU-only build: a GPU only with the user's own.
         self.device = caffe.pycaffe_gpu(gpu)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from upcall.errors import UpcallError
+from upcall.fsutil import atomic_write_text
 
 HELP = "install real Caffe 1.0 and run its tools on host paths"
 DEFAULT_ROOT = Path("/var/cache/upcall/caffe-bullseye")
@@ -186,10 +187,12 @@ def run_pycaffe(
     cwd: Path | None = None,
     timeout: float | None = None,
     caffe_bin: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
 ) -> object:
     """Run a Python 3 script with pycaffe importable; return the JSON it prints on its last line.
 
-    The script comes on stdin; ``binds`` are the host directories it reads or writes.
+    The script comes on stdin; ``binds`` are the host directories it reads or writes; ``env``
+    adds variables (:func:`python_env`).
     """
     result = run_tool(
         "python3",
@@ -199,7 +202,8 @@ def run_pycaffe(
         timeout=timeout,
         input=script,
         caffe_bin=caffe_bin,
-        env={"GLOG_minloglevel": "2"},  # pycaffe logs every layer of a net it loads otherwise
+        # pycaffe logs every layer of a net it loads otherwise
+        env={**(env or {}), "GLOG_minloglevel": "2"},
     )
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     try:
@@ -207,6 +211,32 @@ def run_pycaffe(
     except (IndexError, json.JSONDecodeError) as e:
         last = lines[-1][:200] if lines else "nothing"
         raise UpcallError(f"pycaffe script printed no JSON on its last line (got {last!r})") from e
+
+
+def python_env(folder: Path, *, caffe_bin: str | os.PathLike | None = None) -> dict[str, str]:
+    """Variables that let Caffe's embedded Python (a ``type: "Python"`` layer) and pycaffe
+    import modules from ``folder`` (a job folder, bound into the root by its tools' callers).
+
+    A Caffe run directly (``UPCALL_CAFFE``, ``UPCALL_CAFFE_PYTHON``) takes PYTHONPATH. The
+    root's launcher clears PYTHONPATH, so that host packages cannot leak in, but keeps
+    PYTHONUSERBASE: its Python adds ``<base>/lib/pythonX.Y/site-packages`` and reads the .pth
+    file written there, which names ``folder``.
+    """
+    folder = Path(folder).absolute()
+    paths = [str(folder), os.environ.get("PYTHONPATH")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    direct = own_caffe(caffe_bin) is not None and bool(os.environ.get("UPCALL_CAFFE_PYTHON"))
+    if direct or _root_problem(caffe_root()) is not None:
+        return env  # nothing runs in the root
+    # (a user's caffe run with the root's pycaffe sees PYTHONUSERBASE too: its user site moves)
+    found = [p.parent.name for p in (caffe_root() / "usr" / "lib").glob("python3.*/os.py")]
+    if len(found) != 1:
+        raise UpcallError(f"{caffe_root()}: expected one python3 in the Caffe root, found {found}")
+    base = folder / ".upcall-python"
+    site = base / "lib" / found[0] / "site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(site / "upcall-job.pth", f"{folder}\n")
+    return {**env, "PYTHONUSERBASE": str(base)}
 
 
 # --- the `upcall caffe` command -------------------------------------------------------------

@@ -81,7 +81,12 @@ class DigitsEngine:
                 (spec.job / DigitsRecord.FILE).unlink(missing_ok=True)
                 record = DigitsRecord.new(spec.job, client.url).update(spec.job)
             record = self._submit(client, spec, record)
-            summary = run_training(spec, _Remote(spec, client, record, self.options), start=0)
+            summary = run_training(
+                spec,
+                _Remote(spec, client, record, self.options),
+                start=0,
+                tensorboard=self.options.tensorboard,
+            )
             self._collect(client, spec, record)
             return summary
 

@@ -17,7 +17,7 @@ from upcall.errors import UpcallError
 from upcall.proto import caffe_pb2
 
 
-def _session(path: Path, gpu: int | None):
+def _session(path: Path, gpu: int | None, threads: int | None = None):
     try:
         import onnxruntime as ort
     except ImportError:
@@ -29,8 +29,12 @@ def _session(path: Path, gpu: int | None):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise UpcallError(f"{path}: this onnxruntime has no CUDA provider; leave out the GPU")
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": gpu}))
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # one graph at a time: a second pool only contends
     try:
-        return ort.InferenceSession(str(path), providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for a bad file
         raise UpcallError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
 
@@ -57,14 +61,16 @@ def onnx_deploy(path: Path, info: DeployInfo) -> Deploy:
     )
 
 
-def load_onnx(path: Path, *, gpu: int | None = None) -> OnnxPredictor:
+def load_onnx(path: Path, *, gpu: int | None = None, threads: int | None = None) -> OnnxPredictor:
     """The predictor of an exported model file, with everything it needs from its metadata."""
     path = Path(path).resolve()
     if not path.is_file():
         raise UpcallError(f"{path}: no such ONNX model")
-    session = _session(path, gpu)
+    session = _session(path, gpu, threads)
     info = read_info(session, path)
-    return OnnxPredictor(onnx_deploy(path, info), gpu=gpu, session=session, info=info)
+    return OnnxPredictor(
+        onnx_deploy(path, info), gpu=gpu, threads=threads, session=session, info=info
+    )
 
 
 class OnnxPredictor(Predictor):
@@ -72,14 +78,22 @@ class OnnxPredictor(Predictor):
 
     name = "onnx"
 
-    def __init__(self, deploy: Deploy, *, gpu: int | None = None, session=None, info=None) -> None:
-        super().__init__(deploy, gpu=gpu)
+    def __init__(
+        self,
+        deploy: Deploy,
+        *,
+        gpu: int | None = None,
+        threads: int | None = None,
+        session=None,
+        info=None,
+    ) -> None:
+        super().__init__(deploy, gpu=gpu, threads=threads)
         if deploy.weights.suffix.lower() != ".onnx":
             raise UpcallError(
                 f"{deploy.job}: the onnx backend runs an exported model; make one with "
                 f"`upcall export {deploy.job} --format onnx` and classify the .onnx file"
             )
-        self.session = session if session is not None else _session(deploy.weights, gpu)
+        self.session = session if session is not None else _session(deploy.weights, gpu, threads)
         self.info = info if info is not None else read_info(self.session, deploy.weights)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:

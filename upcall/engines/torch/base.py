@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,6 +18,9 @@ TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 class BuildContext:
     phase: int  # caffe_pb2.TRAIN or TEST
     generator: torch.Generator  # every filler draws from it, in file order
+    # what a layer's relative file path (InfogainLoss's source) resolves against: the job
+    # directory, as Caffe runs there; None: the current directory
+    base: Path | None = None
 
 
 class Layer(nn.Module):

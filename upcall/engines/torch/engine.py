@@ -10,9 +10,9 @@ Snapshots are Caffe's ``<prefix>_iter_N.caffemodel`` and ``.solverstate`` (real 
 resumes from them) plus ``<prefix>_iter_N.rng.pt``: our addition, holding what Caffe's files do
 not — the data cursors, the crop/mirror generators, torch's RNG (dropout) and the loss-smoothing
 window — so on the CPU a resumed run ends with exactly the weights of an unbroken one. On a GPU
-it resumes the same way but is not bit-exact: cuDNN autotuning (``cudnn.benchmark``) and atomic
-reductions make even two unbroken runs differ in the last bits. Without the .rng.pt a resume still
-works but draws fresh randomness (logged).
+it resumes the same way but is bit-exact only with ``--deterministic``: otherwise cuDNN
+autotuning (``cudnn.benchmark``) and atomic reductions make even two unbroken runs differ in the
+last bits. Without the .rng.pt a resume still works but draws fresh randomness (logged).
 
 On a GPU the updates run in bf16 autocast; tests run in float32, since bf16 scores tie often
 enough to change the accuracy (Caffe's Accuracy counts a tie against the label).
@@ -39,6 +39,7 @@ from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, 
 from upcall.engines.torch.data import Feeder
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.options import Options
+from upcall.engines.torch.pylayers import seek
 from upcall.errors import UpcallError
 from upcall.lock import folder_lock
 from upcall.proto import caffe_pb2
@@ -47,8 +48,14 @@ from upcall.results.records import Summary
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
 
-def configure_device(gpu: int | None, threads: int | None) -> torch.device:
-    """Pick the device; on the CPU use every available core (or ``threads``)."""
+def configure_device(
+    gpu: int | None, threads: int | None, *, deterministic: bool = False
+) -> torch.device:
+    """Pick the device; on the CPU use every available core (or ``threads``).
+
+    ``deterministic`` (a GPU only): deterministic kernels, no cuDNN autotuning. The CPU kernels
+    torch picks for these nets are deterministic already.
+    """
     from upcall.parallel import default_workers
 
     torch.set_num_threads(threads or default_workers())
@@ -62,7 +69,13 @@ def configure_device(gpu: int | None, threads: int | None) -> torch.device:
         raise UpcallError(f"--gpu {gpu} asked for, but this torch build sees no CUDA device")
     if gpu >= torch.cuda.device_count():
         raise UpcallError(f"--gpu {gpu}: only {torch.cuda.device_count()} CUDA device(s) present")
-    torch.backends.cudnn.benchmark = True
+    # autotuning picks the fastest kernel per shape, timed anew in each process, so two runs can
+    # pick different (differently rounding) kernels
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    # warn_only: an op without a deterministic CUDA kernel warns instead of stopping the run;
+    # none of the layers in upcall.engines.torch.layers needs one today
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     return torch.device("cuda", gpu)
 
 
@@ -78,11 +91,12 @@ class TorchEngine:
         spec = load_job(job)
         with folder_lock(spec.job / TRAIN_LOCK):  # one run of a job at a time
             start = start_point(spec, resume=resume, restart=restart)
-            device = configure_device(self.options.gpu, self.options.threads)
+            o = self.options
+            device = configure_device(o.gpu, o.threads, deterministic=o.deterministic)
             run = _Run(spec, device)
             if start:
                 start = run.restore(start)
-            return run_training(spec, run, start=start)
+            return run_training(spec, run, start=start, tensorboard=self.options.tensorboard)
 
     def status(self, job: Path) -> JobStatus:
         return local_status(job)
@@ -127,6 +141,7 @@ class _Run:
             phase=TRAIN,
             seed=spec.seed,
             input_shapes=self._shapes(spec.train_data, self.train_feed),
+            base=spec.job,
         )
         self.net.to(device, memory_format=self.memory_format)
         self.test_net = None
@@ -136,6 +151,7 @@ class _Run:
                 phase=TEST,
                 seed=spec.seed,
                 input_shapes=self._shapes(spec.test_data, self.test_feed),
+                base=spec.job,
             )
             # after .to(): moving a module re-creates its buffers, which would undo the sharing
             self.test_net.to(device, memory_format=self.memory_format).share_from(self.net)
@@ -305,6 +321,8 @@ class _Run:
         # the set's own .caffemodel: its learned_net may name where another machine wrote it
         load_caffemodel(self.net, spec.snapshot_path(it, ".caffemodel"))
         self.iter = self.solver.load_state(snap)
+        # augmentation draws depend only on the batch index: one TRAIN forward per pass
+        seek(self.net, self.iter * max(1, spec.solver.iter_size))
         rng_path = spec.snapshot_path(it, ".rng.pt")
         if not rng_path.exists():
             print(f"{rng_path}: missing; resuming with fresh data order and random draws")

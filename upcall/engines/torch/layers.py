@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from upcall.engines.torch.base import TEST, TRAIN, BuildContext, Layer, make_param
-from upcall.engines.torch.losses import Accuracy, SoftmaxWithLoss
+from upcall.engines.torch.losses import Accuracy, InfogainLoss, SoftmaxWithLoss
+from upcall.engines.torch.pylayers import python_layer
 from upcall.errors import UpcallError
 from upcall.model.shapes import pair, pool_out
 from upcall.proto import caffe_pb2
 
 INPUT_TYPES = frozenset({"Data", "Input"})  # tops come from the caller, not from a module
-LOSS_TYPES = frozenset({"SoftmaxWithLoss"})  # first top weighs 1 unless loss_weight says otherwise
+# the first top of a loss weighs 1 unless loss_weight says otherwise
+LOSS_TYPES = frozenset({"SoftmaxWithLoss", "InfogainLoss"})
 
 
 def _unit_filler() -> caffe_pb2.FillerParameter:
@@ -327,7 +329,9 @@ LAYERS: dict[str, Builder] = {
     "Flatten": Flatten,
     "Softmax": Softmax,
     "SoftmaxWithLoss": SoftmaxWithLoss,
+    "InfogainLoss": InfogainLoss,
     "Accuracy": Accuracy,
+    "Python": python_layer,  # the Python layers upcall writes (engines.torch.pylayers)
 }
 
 

@@ -1,19 +1,22 @@
-"""Caffe's loss and accuracy layers: SoftmaxWithLoss (normalisation modes, ignore_label) and
-Accuracy (top_k, ties count as wrong)."""
+"""Caffe's loss and accuracy layers: SoftmaxWithLoss (normalisation modes, ignore_label),
+InfogainLoss (the same with a K×K weight matrix H read from a file) and Accuracy (top_k, ties
+count as wrong)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from upcall.engines.torch.base import Layer
 from upcall.errors import UpcallError
-from upcall.proto import caffe_pb2
+from upcall.proto import blob_to_array, caffe_pb2, read_binary
 from upcall.results.metrics import classes_at_or_above
 
 _LOG_FLT_MIN = math.log(1.1754943508222875e-38)  # Caffe clamps probabilities at FLT_MIN
+_LOG_INFOGAIN_MIN = math.log(1e-20)  # InfogainLoss's kLOG_THRESHOLD
 
 
 def _labels(label: torch.Tensor, scores: torch.Tensor, axis: int) -> torch.Tensor:
@@ -64,6 +67,47 @@ class SoftmaxWithLoss(Layer):
         if self.norm in (self._Norm.FULL, self._Norm.VALID):
             return max(1, label.numel())
         return max(1, self.outer) if self.norm == self._Norm.BATCH_SIZE else 1.0
+
+
+class InfogainLoss(SoftmaxWithLoss):
+    """Caffe 1.0's InfogainLoss on raw scores: ``-1/norm sum_i sum_k H[y_i, k] log p_ik`` with
+    p the softmax over ``infogain_loss_param.axis`` and log p clamped at log(1e-20) in value only;
+    Caffe's gradient, ``p_k sum_l H[y, l] - H[y, k]``, ignores the clamp as autograd does here.
+    H comes from the BlobProto file ``source`` (relative to the job directory); the loss
+    parameters (normalisation, ignore_label) are SoftmaxWithLoss's."""
+
+    def __init__(self, lp, shapes, ctx):
+        if len(shapes) != 2:
+            raise UpcallError(
+                f"layer '{lp.name}': InfogainLoss with H as a third bottom is not supported"
+            )
+        lp2 = caffe_pb2.LayerParameter()
+        lp2.CopyFrom(lp)
+        lp2.softmax_param.axis = lp.infogain_loss_param.axis  # where the base class reads it
+        super().__init__(lp2, shapes, ctx)
+        k = shapes[0][self.axis]
+        source = lp.infogain_loss_param.source
+        if not source:
+            raise UpcallError(f"layer '{lp.name}': InfogainLoss needs infogain_loss_param.source")
+        path = (ctx.base or Path()) / source
+        h = blob_to_array(read_binary(path, caffe_pb2.BlobProto()), where=str(path))
+        if h.size != k * k:
+            raise UpcallError(
+                f"{path}: {h.size} values, expected a {k}×{k} matrix for layer '{lp.name}'"
+            )
+        self.register_buffer("h", torch.from_numpy(h.reshape(k, k).copy()), persistent=False)
+
+    def forward(self, scores, label):
+        label = _labels(label, scores, self.axis)
+        logp = F.log_softmax(scores.float(), dim=self.axis).movedim(self.axis, -1)  # (..., K)
+        valid = label != self.ignore if self.ignore is not None else None
+        rows = self.h[label.clamp(min=0) if valid is not None else label]  # (..., K): H[y]
+        clamped = logp - logp.detach() + logp.detach().clamp(min=_LOG_INFOGAIN_MIN)
+        per_sample = (rows * clamped).sum(-1)
+        if valid is not None:
+            per_sample = per_sample * valid
+        loss = -per_sample.sum() / self._normalizer(label, valid)
+        return (loss, logp.exp().movedim(-1, self.axis)) if self.with_prob else loss
 
 
 class Accuracy(Layer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -41,6 +42,8 @@ class CaffeNet(nn.Module):
     input_shapes : shapes of Data-layer tops, e.g. {"data": (N, C, H, W), "label": (N,)};
         Input layers (and net-level inputs) carry their own shapes, which these override.
     seed : seeds the torch.Generator every filler draws from, in file order.
+    base : what relative file paths in layers (InfogainLoss's source) resolve against: the job
+        directory, where Caffe would run; None: the current directory.
     """
 
     def __init__(
@@ -52,10 +55,11 @@ class CaffeNet(nn.Module):
         stages: Sequence[str] = (),
         level: int = 0,
         seed: int = 0,
+        base: Path | None = None,
     ):
         super().__init__()
         self.name, self.phase = net.name, phase
-        ctx = BuildContext(phase=phase, generator=torch.Generator().manual_seed(seed))
+        ctx = BuildContext(phase=phase, generator=torch.Generator().manual_seed(seed), base=base)
         self.input_names: list[str] = []
         self.layer_names: list[str] = []
         self.layer_types: list[str] = []

@@ -57,6 +57,27 @@ def _cleaned(network: caffe_pb2.NetParameter, num_classes: int) -> caffe_pb2.Net
     return net
 
 
+def _fill_time_pools(net: caffe_pb2.NetParameter, data: DataSource, where: str) -> None:
+    """Give each Pooling layer written with ``kernel_h: 1`` and no ``kernel_w`` (WhaleNet's pool
+    over time) the width of its input, so it spans the whole time axis of this dataset's images."""
+    for i, layer in enumerate(net.layer):
+        p = layer.pooling_param
+        if layer.type != "Pooling" or p.global_pooling or p.kernel_h != 1 or p.HasField("kernel_w"):
+            continue
+        before = caffe_pb2.NetParameter()
+        before.layer.extend(net.layer[:i])
+        inputs = {
+            d.top[0]: (1, data.channels, data.height, data.width)
+            for d in before.layer
+            if d.type == "Data"
+        }
+        try:
+            shapes = infer_shapes(before, inputs)  # both data layers give the same shape
+        except UpcallError as e:
+            raise UpcallError(f"{where}: {e}") from None
+        p.kernel_w = shapes[layer.bottom[0]][3]
+
+
 def _train_val(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
     out = caffe_pb2.NetParameter(name=net.name)
     for layer in net.layer:
@@ -146,6 +167,7 @@ def prepare(
             require_supported(layer)
         except UpcallError as e:
             raise UpcallError(f"{where}: {e}") from None
+    _fill_time_pools(net, data, where)
     train_val = _train_val(net)
     crop = _configure_data(train_val, data, batch_size, where)
     h, w = (crop, crop) if crop else (data.height, data.width)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install Debian's PostgreSQL server binaries for the shared-study test of `upcall search`
+# (tests/test_search.py starts its own throwaway server from them). Idempotent: apt-get runs only
+# when pg_ctl is missing. The packaged cluster Debian creates is not needed by the tests.
+#
+#   bash scripts/install-postgresql.sh
+set -euo pipefail
+
+if command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+  exit 0
+fi
+as_root=()
+if [[ "$(id -u)" != 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || {
+    echo "install-postgresql: error: not root and sudo is missing: run this script as root" >&2
+    exit 1
+  }
+  as_root=(sudo)
+fi
+echo "install-postgresql: apt-get install -y postgresql" >&2
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || {
+  echo "install-postgresql: error: pg_ctl still missing" >&2
+  exit 1
+}

@@ -1,0 +1,58 @@
+"""``upcall detect --ray ADDRESS``: the per-file work as tasks on a running Ray cluster.
+
+Each recording is one task running the very function a local worker runs
+(:func:`upcall.detect.run._work`), so a task writes the same table files, byte for byte, and a
+failed file is reported the same way. A Ray worker process keeps its loaded model between
+tasks. The model, the recordings and the output folder must be at the same paths on every node
+(a shared filesystem); the client only collects the results and writes the combined tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from upcall.errors import UpcallError
+
+TASK_CPUS = 1  # cores a task asks of Ray, and the threads its network uses
+
+
+def _task(model: str, item: tuple):
+    from upcall.detect import run
+
+    run._init(model, TASK_CPUS)
+    return run._work(item)
+
+
+def connect(address: str):
+    """``ray`` connected to the cluster at ``address``; one-line errors when it cannot be."""
+    try:
+        import ray
+    except ImportError:
+        raise UpcallError(
+            "--ray needs the ray package (pip install 'upcall[ray]', or pip install ray)"
+        ) from None
+    try:
+        # log_to_driver off: the tasks' own stderr would interleave with this process's progress
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UpcallError(f"--ray {address}: cannot connect to a Ray cluster there ({first})") from None
+    return ray
+
+
+def ray_results(address: str, model: str, items: list) -> Iterator:
+    """Results of :func:`upcall.detect.run._work` for ``items``, in order, computed on Ray."""
+    from upcall.detect.run import Result
+
+    ray = connect(address)
+    try:
+        task = ray.remote(num_cpus=TASK_CPUS, max_retries=1)(_task)
+        refs = [task.remote(model, item) for item in items]
+        for item, ref in zip(items, refs, strict=True):
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayError as e:  # the task's process died, or Ray lost it
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                yield Result(item[0], 0.0, (), f"Ray task failed: {first}")
+    finally:
+        ray.shutdown()

@@ -1,0 +1,200 @@
+"""What the HTML report knows of each job, and the tutorial's three questions answered from it.
+
+An :class:`Entry` is one job folder: its table row and records when it finished, its validation
+scores (:mod:`upcall.results.scores`) when they could be had, and its dataset's balance setting.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from upcall.errors import UpcallError
+from upcall.results.records import Record, TestRecord, read_metrics, validation_records
+from upcall.results.scores import AtThreshold, Scorer, ValScores, at_threshold, majority_accuracy
+
+if TYPE_CHECKING:
+    from upcall.results.report import Row
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One job of the report; ``row`` None: not finished (``status`` says how far it got)."""
+
+    job: Path
+    status: str  # "done", or what an unfinished job is doing ("running", "not started", ...)
+    network: str
+    dataset: str | None  # the dataset folder it trains on; None: a classical job
+    row: Row | None = None
+    records: tuple[Record, ...] = ()
+    val: ValScores | None = None
+    at: AtThreshold | None = None
+    majority: float | None = None  # majority-class accuracy of its validation set
+    balance: str | None = None  # its training list's --balance; None: not recorded
+    note: str = ""  # why the scores are missing
+
+    @property
+    def tests(self) -> list[TestRecord]:
+        return validation_records(list(self.records))
+
+    @property
+    def auc(self) -> float | None:
+        return self.row.final_auc if self.row else None
+
+
+def collect_entry(
+    job: Path, row_of: Callable, scorer: Scorer, threshold: float, status: str
+) -> Entry:
+    """The entry of ``job``; a job whose scores cannot be had keeps its row, with a note."""
+    from upcall.model.jobconfig import JobConfig
+
+    try:
+        config = JobConfig.read(job)
+    except UpcallError:
+        config = None
+    network = config.network if config else job.name
+    dataset = (
+        config.dataset if config and config.network_source.get("kind") != "classical" else None
+    )
+    if status != "done":
+        records = tuple(read_metrics(job, missing_ok=True))
+        return Entry(job, status, network, dataset, records=records)
+    row, records = row_of(job), tuple(read_metrics(job))
+    found = Entry(job, status, row.network, dataset, row, records, balance=_balance(dataset))
+    try:
+        val = scorer.score(job)
+    except UpcallError as e:
+        print(f"{job}: no per-clip scores for the report: {e}", file=sys.stderr)
+        return replace(found, note=str(e))
+    return replace(
+        found, val=val, at=at_threshold(val, threshold), majority=majority_accuracy(val.labels)
+    )
+
+
+def _balance(dataset: str | None) -> str | None:
+    from upcall.data.dataset import DatasetManifest
+
+    try:
+        info = DatasetManifest.read(Path(dataset)) if dataset else None
+    except UpcallError:
+        return None
+    return info.lists.balance if info and info.lists else None
+
+
+def best(entries: list[Entry]) -> Entry | None:
+    """The finished entry of highest final AUC (accuracy breaks ties), or None."""
+    done = [e for e in entries if e.row is not None and e.auc is not None]
+    key = lambda e: (e.auc, e.row.final_accuracy or 0.0)  # noqa: E731
+    return max(done, key=key) if done else None
+
+
+def by_network(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Finished entries per network (the classical baseline under its network, "baseline")."""
+    out: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.row is not None:
+            out.setdefault(e.row.network, []).append(e)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def questions(entries: list[Entry], threshold: float) -> list[tuple[str, list[str]]]:
+    """The tutorial's three questions, each with answer lines in numbers."""
+    nets = {n: es for n, es in by_network(entries).items() if es[0].row.engine != "classical"}
+    tops = {n: b for n, es in nets.items() if (b := best(es)) is not None}
+    return [
+        ("Which learning rate is best for each network?", _best_lrs(nets)),
+        ("How do the networks compare?", _networks(tops, by_network(entries), threshold)),
+        ("What does class imbalance hide?", _imbalance(entries, tops, threshold)),
+    ]
+
+
+def _best_lrs(nets: dict[str, list[Entry]]) -> list[str]:
+    lines = []
+    for net, es in sorted(nets.items()):
+        b = best(es)
+        if b is None:
+            lines.append(f"{net}: no job with a validation AUC yet")
+            continue
+        others = ", ".join(
+            f"{e.row.base_lr:g}: {_num(e.auc)}" for e in sorted(es, key=_lr) if e is not b
+        )
+        lines.append(
+            f"{net}: learning rate {b.row.base_lr:g} (AUC {_num(b.auc)}, accuracy "
+            f"{_pct(b.row.final_accuracy)})" + (f"; the others' AUC: {others}" if others else "")
+        )
+    return lines or ["no network job has finished"]
+
+
+def _lr(e: Entry) -> float:
+    return e.row.base_lr if e.row.base_lr is not None else float("nan")
+
+
+def _networks(tops: dict[str, Entry], nets: dict[str, list[Entry]], threshold: float) -> list[str]:
+    lines = []
+    for net, b in sorted(tops.items(), key=lambda kv: -kv[1].auc):
+        lines.append(
+            f"best {net} ({b.job.name}): AUC {_num(b.auc)}, accuracy "
+            f"{_pct(b.row.final_accuracy)}, whale recall {_pct(b.at and b.at.recall)} and "
+            f"precision {_pct(b.at and b.at.precision)} at {threshold:g}, "
+            f"{b.row.wall_seconds:.0f} s of training"
+        )
+    ranked = sorted(tops.values(), key=lambda e: -e.auc)
+    if len(ranked) >= 2:
+        a, b = ranked[0], ranked[1]
+        lines.append(
+            f"{a.row.network} leads {b.row.network} by {a.auc - b.auc:+.3f} AUC; it trained "
+            f"{a.row.wall_seconds / max(b.row.wall_seconds, 1e-9):.2f}× as long"
+        )
+    elif ranked:
+        lines.append("only one network has finished jobs here: nothing to compare it with")
+    for e in nets.get("baseline", []):
+        lines.append(
+            f"the classical baseline ({e.job.name}): AUC {_num(e.auc)}, accuracy "
+            f"{_pct(e.row.final_accuracy)}"
+        )
+    return lines or ["no job has finished"]
+
+
+def _imbalance(entries: list[Entry], tops: dict[str, Entry], threshold: float) -> list[str]:
+    scored = [e for e in tops.values() if e.majority is not None]
+    if not scored:
+        return ["no finished job could be scored per clip"]
+    top = max(scored, key=lambda e: e.auc)
+    n_pos = int((top.val.labels == len(top.val.class_names) - 1).sum())
+    lines = [
+        f"the validation set is {_pct(top.majority)} {top.val.class_names[0]} ({n_pos} of "
+        f"{len(top.val.labels)} clips are {top.val.class_names[-1]}): always answering "
+        f"{top.val.class_names[0]} scores {_pct(top.majority)} accuracy",
+        f"the best model ({top.job.name}) reaches {_pct(top.row.final_accuracy)}, "
+        f"{100 * ((top.row.final_accuracy or 0) - top.majority):+.1f} points against that; its AUC "
+        f"is {_num(top.auc)} and it finds {_pct(top.at.recall)} of the whale calls at "
+        f"{threshold:g}",
+    ]
+    near = [e for e in entries if e.majority is not None and e.row.final_accuracy is not None]
+    trivial = [e for e in near if e.row.final_accuracy <= e.majority + 1e-9]
+    if trivial:
+        lines.append(
+            f"{len(trivial)} of {len(near)} scored jobs do no better than the majority answer "
+            f"in accuracy: {', '.join(e.job.name for e in trivial)}"
+        )
+    balances = {e.balance for e in entries if e.row is not None and e.balance}
+    if len(balances) >= 2:
+        for bal in sorted(balances):
+            b = best([e for e in entries if e.balance == bal])
+            if b is not None:
+                lines.append(
+                    f"training list balance {bal!r}: best AUC {_num(b.auc)} ({b.job.name}), "
+                    f"whale recall {_pct(b.at and b.at.recall)}"
+                )
+    return lines

@@ -1,0 +1,307 @@
+"""``upcall search DATA --out DIR --trials N``: an Optuna hyperparameter search over whole jobs.
+
+Optuna's TPE sampler chooses each trial's network, learning rate, batch size, solver type,
+learning-rate policy and epochs (:mod:`upcall.workflows.search_space`), maximising the job's final
+validation AUC; the median pruner stops a trial whose per-epoch validation AUC falls below that
+of earlier trials (:mod:`upcall.workflows.search_study`). Layout of DIR:
+
+    DIR/search.json                 SearchSettings: what is searched (a rerun must match)
+    DIR/study.journal               the study (Optuna's journal file), unless --storage URL
+    DIR/dataset/                    the dataset made from a Kaggle-layout DATA (else DATA itself)
+    DIR/trials/<number>/            one ordinary job folder per trial (report, classify, detect)
+    DIR/figures/optimization_history.png, param_importances.png
+
+Ctrl-C stops each worker at the end of a training iteration with a snapshot; the trial it was
+running is marked failed and a rerun of the same command continues the study until N trials are
+finished (complete or pruned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+
+from upcall.errors import Interrupted, UpcallError
+from upcall.workflows.search_study import SearchSettings, Worker
+
+HELP = "search network and solver settings with Optuna, one job folder per trial"
+
+DEFAULT_SOLVER_TYPES = "SGD,Nesterov,Adam"
+DEFAULT_LR_POLICIES = "fixed,step,exp"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall.engines import add_engine_arguments
+
+    parser.add_argument(
+        "data",
+        type=Path,
+        metavar="DATA",
+        help="a dataset folder made by `upcall lmdb`, or a Kaggle-layout folder (train.csv, "
+        "train/), made into DIR/dataset at native size first",
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="search folder")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        metavar="N",
+        help="trials to finish (complete or pruned), counting those of earlier runs",
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="an Optuna RDB URL shared by workers on several machines, e.g. "
+        "postgresql://user:password@host/db (default: DIR/study.journal, for this machine)",
+    )
+    parser.add_argument(
+        "--study", default="upcall-search", help="study name in the storage (default upcall-search)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="worker processes on this machine sharing the study (default 1); CPU threads are "
+        "split between them",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the sampler and each trial's job (default 0)"
+    )
+    space = parser.add_argument_group("search space")
+    space.add_argument(
+        "--networks",
+        help="comma-separated registry names (default: every network that fits the dataset)",
+    )
+    space.add_argument(
+        "--lr-range",
+        default="0.0001,0.05",
+        metavar="LOW,HIGH",
+        help="base learning rate, sampled on a log scale (default 0.0001,0.05)",
+    )
+    space.add_argument(
+        "--batch-sizes", default="32,64,128", help="comma-separated (default 32,64,128)"
+    )
+    space.add_argument(
+        "--solver-types",
+        default=DEFAULT_SOLVER_TYPES,
+        help=f"comma-separated Caffe solver types (default {DEFAULT_SOLVER_TYPES})",
+    )
+    space.add_argument(
+        "--lr-policies",
+        default=DEFAULT_LR_POLICIES,
+        help=f"comma-separated learning-rate policies (default {DEFAULT_LR_POLICIES})",
+    )
+    space.add_argument(
+        "--epochs",
+        default="1,10",
+        metavar="LOW,HIGH",
+        help="training epochs, searched in LOW..HIGH (default 1,10)",
+    )
+    space.add_argument(
+        "--class-weights",
+        default="none",
+        metavar="CHOICES",
+        help="semicolon-separated `upcall nets --class-weights` values, e.g. 'none;balanced;1,3' "
+        "(default none)",
+    )
+    space.add_argument(
+        "--augment",
+        default="none",
+        metavar="CHOICES",
+        help="semicolon-separated `upcall nets --augment` specs, e.g. 'none;shift=4,tmask=6' "
+        "(default none); each trial's augmentation is seeded by its job seed",
+    )
+    space.add_argument(
+        "--no-pruning",
+        action="store_true",
+        help="train every trial to the end (default: the median pruner stops trials whose "
+        "validation AUC is below the median of earlier trials at the same epoch, from epoch 2, "
+        "once 3 trials have finished)",
+    )
+    add_engine_arguments(parser)
+
+
+def _split(text: str, kind: type, flag: str) -> tuple:
+    try:
+        return tuple(kind(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UpcallError(f"{flag}: expected comma-separated values, got {text!r}") from None
+
+
+def _choices(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(";") if x.strip())
+
+
+def resolve_dataset(data: Path, out: Path, seed: int) -> Path:
+    """DATA itself when it is a dataset; a Kaggle-layout DATA becomes DIR/dataset (once)."""
+    from upcall.data.dataset import DatasetManifest
+
+    data = data.resolve()
+    if (data / DatasetManifest.FILE).is_file():
+        return data
+    if not (data / "train.csv").is_file():
+        raise UpcallError(
+            f"{data}: neither a dataset (dataset.json, from `upcall lmdb`) nor a Kaggle-layout "
+            "folder (train.csv)"
+        )
+    dataset = out / "dataset"
+    if not (dataset / DatasetManifest.FILE).is_file():
+        from upcall.data.dataset import DatasetSettings, build_dataset
+        from upcall.data.lists import ListSettings, make_lists
+
+        print(f"making {dataset} from {data} (native size)", flush=True)
+        make_lists(data, out=out / "lists", settings=ListSettings(seed=seed))
+        build_dataset(out / "lists", out=dataset, settings=DatasetSettings(size=None, seed=seed))
+    return dataset
+
+
+def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
+    from upcall.model.nets import load_dataset
+    from upcall.workflows.search_space import fitting_networks
+    from upcall.workflows.search_study import safe_url
+
+    if args.trials < 1:
+        raise UpcallError(f"--trials must be at least 1, not {args.trials}")
+    if args.workers < 1:
+        raise UpcallError(f"--workers must be at least 1, not {args.workers}")
+    dataset = resolve_dataset(args.data, out, args.seed)
+    names = _split(args.networks, str, "--networks") if args.networks else None
+    lr_range = _split(args.lr_range, float, "--lr-range")
+    if len(lr_range) != 2:
+        raise UpcallError(f"--lr-range: expected LOW,HIGH, got {args.lr_range!r}")
+    epochs = _split(args.epochs, int, "--epochs")
+    if len(epochs) != 2:
+        raise UpcallError(f"--epochs: expected LOW,HIGH, got {args.epochs!r}")
+    settings = SearchSettings(
+        data=str(args.data.resolve()),
+        dataset=str(dataset),
+        study=args.study,
+        storage=safe_url(args.storage),
+        trials=args.trials,
+        seed=args.seed,
+        networks=tuple(fitting_networks(load_dataset(dataset), names)),
+        lr_range=lr_range,
+        batch_sizes=_split(args.batch_sizes, int, "--batch-sizes"),
+        solver_types=_split(args.solver_types, str, "--solver-types"),
+        lr_policies=_split(args.lr_policies, str, "--lr-policies"),
+        epochs=epochs,
+        class_weights=_choices(args.class_weights),
+        augment=_choices(args.augment),
+        pruning=not args.no_pruning,
+        engine=args.engine,
+    )
+    settings.space()  # check the ranges and choices before anything is written
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from upcall.engines import options_from_args
+    from upcall.workflows.search_study import finished, load_study, write_figures
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(args, out)
+    before = SearchSettings.read(out)
+    if before is not None:
+        settings.check_same(before, out / SearchSettings.FILE)
+    settings.write(out)
+    options = options_from_args(args)
+    if args.workers > 1 and options.threads is None:  # K workers share the cores
+        options = dataclasses.replace(options, threads=max(1, _cores() // args.workers))
+    workers = [Worker(i, settings, args.storage, out, options) for i in range(args.workers)]
+    study = load_study(workers[0], create=True)  # here, so K workers do not race to create it
+    if not study.trials and any((out / "trials").glob("[0-9]*")):
+        raise UpcallError(
+            f"{out / 'trials'}: holds trials of another study; use another --out or remove it"
+        )
+    print(f"study {settings.study}: {finished(study)} of {settings.trials} trials done", flush=True)
+    try:
+        if len(workers) == 1:
+            _work_here(workers[0])
+        else:
+            _work_in_processes(workers)
+    finally:
+        write_figures(study, out, seed=settings.seed)
+    _print_best(study, out)
+    return 0
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _work_here(worker: Worker) -> None:
+    from upcall.workflows.search_study import work
+
+    try:
+        work(worker)
+    except KeyboardInterrupt as e:  # between trials: nothing to snapshot
+        raise Interrupted(
+            f"{worker.out}: stopped between trials; rerun the same upcall search command to go on"
+        ) from e
+
+
+def _worker_main(worker: Worker) -> None:
+    """A spawned worker: its own session, so a terminal's Ctrl-C reaches it once, through the
+    parent (a second SIGINT would abort training without a snapshot)."""
+    os.setsid()
+    try:
+        _work_here(worker)
+    except Interrupted as e:
+        print(f"upcall search: worker {worker.index}: {e}", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except UpcallError as e:
+        print(f"upcall search: worker {worker.index}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def _work_in_processes(workers: list[Worker]) -> None:
+    """Run each worker in a spawned process; Ctrl-C here is passed on to each, once."""
+    context = multiprocessing.get_context("spawn")  # no forked torch or sqlite state
+    processes = [context.Process(target=_worker_main, args=(w,)) for w in workers]
+    for p in processes:
+        p.start()
+    interrupted = False
+    try:
+        for p in processes:
+            p.join()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nstopping each worker after its iteration", file=sys.stderr, flush=True)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: wait anyway
+        for p in processes:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)
+        for p in processes:
+            p.join()
+        signal.signal(signal.SIGINT, previous)
+    codes = [p.exitcode for p in processes]
+    if interrupted or 130 in codes:
+        raise Interrupted(
+            f"{workers[0].out}: search stopped; rerun the same upcall search command to go on"
+        )
+    failed = [w.index for w, code in zip(workers, codes, strict=True) if code != 0]
+    if failed:
+        raise UpcallError(
+            f"{workers[0].out}: worker(s) {', '.join(map(str, failed))} failed (see above)"
+        )
+
+
+def _print_best(study, out: Path) -> None:
+    from upcall.workflows.search_study import finished
+
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial
+        print(f"study {study.study_name}: no complete trial yet", flush=True)
+        return
+    print(f"study {study.study_name}: {finished(study)} trials finished", flush=True)
+    print(f"best trial {best.number}: validation AUC {best.value:.4f}", flush=True)
+    print(f"job:     {best.user_attrs.get('job')}", flush=True)
+    print(f"figures: {out / 'figures'}", flush=True)
