@@ -1,6 +1,7 @@
 # The two quick-start commands:  make demo   and   make test
-# Both set up what they need on a fresh Debian 12 machine (a virtualenv with pinned packages;
-# for the tests also Debian's debootstrap and bubblewrap and a real Caffe 1.0 root).
+# Both set up what they need on a fresh Debian 12 machine (python3-venv and a virtualenv with
+# pinned packages; for the tests also Debian's debootstrap, bubblewrap, chromium and postgresql
+# and a real Caffe 1.0 root).
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,9 @@ export UPCALL_CAFFE_ROOT := $(CAFFE_ROOT)
 
 venv: $(VENV)/.installed
 
+# Debian's python3 makes a virtualenv only with python3-venv (ensurepip) installed
 $(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || bash scripts/apt-install.sh make-venv python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

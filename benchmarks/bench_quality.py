@@ -13,7 +13,7 @@ commands:
 * one row per lever, each added to the rows above it (``upcall fit DATA --recipe ROW.json``).
   A lever marked "tried" is measured but not carried into the rows below: it did not pay for
   itself on the tuning set. The last carried row is ``upcall fit``'s default recipe;
-* ``+ offline augmentation``: the default recipe's lists grown by ``upcall augment``.
+* ``+ offline augmentation``: the carried recipe on lists grown by ``upcall augment``.
 
 Printed per row: held-out test AUC, whale recall at 90 % precision, training time (s, on the
 cores of this machine), inference cost (mult-adds per clip and classify's wall time per 1,000
@@ -46,8 +46,9 @@ BEFORE = {  # the demo's recipe before issue 11
     "augment": None,
     "balance": "none",
 }
-# (row name, recipe keys it changes, carried into the rows below)
-LEVERS: list[tuple[str, dict, bool]] = [
+# (row name, recipe keys it changes, carried into the rows below); "offline" is the carried
+# recipe on lists grown by `upcall augment`
+LEVERS: list[tuple[str, dict | str, bool]] = [
     ("+ fine spectrogram 65×59", {"spectrogram_mode": "fine"}, True),
     ("+ pool over time only", {"network_params": {"time_pool": True}}, True),
     ("+ poly lr, 15 epochs", {"lr_policy": "poly", "epochs": 15}, True),
@@ -55,6 +56,9 @@ LEVERS: list[tuple[str, dict, bool]] = [
     ("+ oversampled whales", {"balance": "oversample"}, False),
     ("+ undersampled not-whales", {"balance": "undersample"}, False),
     ("+ online augmentation", {"augment": "shift=6,freq=2,tmask=6,fmask=4,mix=0.5"}, False),
+    ("+ offline augmentation", "offline", False),
+    ("+ residual blocks, 10 epochs", {"network_params": {"convs": 2, "residual": True},
+                                      "epochs": 10}, False),
 ]
 
 
@@ -81,14 +85,18 @@ def test_scores(job: Path, test: Path, out: Path) -> tuple[np.ndarray, np.ndarra
     return scores, labels, 1000 * seconds / len(clips)
 
 
-def rows() -> list[tuple[str, dict]]:
-    """(name, recipe keys) of every network row: before, each lever, offline augmentation."""
-    out, carried = [("whalenet before", dict(BEFORE))], dict(BEFORE)
+def rows() -> list[tuple[str, dict, bool]]:
+    """(name, recipe keys, offline?) of every network row: before, then each lever."""
+    out, carried = [("whalenet before", dict(BEFORE), False)], dict(BEFORE)
     for name, changes, keep in LEVERS:
+        label = name if keep else f"{name} (tried)"
+        if changes == "offline":
+            out.append((label, dict(carried), True))
+            continue
         row = {**carried, **changes}
         if "network_params" in changes:
             row["network_params"] = {**carried["network_params"], **changes["network_params"]}
-        out.append((name if keep else f"{name} (tried)", row))
+        out.append((label, row, False))
         carried = row if keep else carried
     return out
 
@@ -115,18 +123,18 @@ def train_row(name: str, keys: dict, data: Path, work: Path, seed: int) -> tuple
     return job, json.loads((job / "summary.json").read_text())["wall_seconds"]
 
 
-def offline_row(data: Path, work: Path, seed: int, copies: int) -> tuple[Path, float]:
-    """The default recipe on lists grown by ``upcall augment`` (copies per training clip)."""
-    base = work / "default"
-    upcall("fit", data, "--out", base, "--seed", seed)  # spectrograms and lists to grow
+def offline_row(keys: dict, data: Path, work: Path, seed: int, copies: int) -> tuple[Path, float]:
+    """The recipe ``keys`` on lists grown by ``upcall augment`` (copies per training clip)."""
+    base = work / "offline_base"
+    upcall("fit", data, "--out", base, "--recipe", recipe_file(keys, base.with_suffix(".json")),
+           "--seed", seed)  # fmt: skip
     out = work / "offline_augmentation"
     upcall("augment", base / "lists", "--copies", copies, "--seed", seed, "--out", out / "lists")
     upcall("lmdb", out / "lists", "--out", out / "dataset", "--size", "native", "--seed", seed)
-    recipe = DEFAULT_RECIPE
-    nets = ["--dataset", out / "dataset", "--networks", recipe.network, "--lr", recipe.solver.base_lr,
-            "--epochs", recipe.epochs, "--lr-policy", recipe.solver.lr_policy, "--seed", seed,
+    nets = ["--dataset", out / "dataset", "--networks", keys["network"], "--lr", 0.01,
+            "--epochs", keys["epochs"], "--lr-policy", keys["lr_policy"], "--seed", seed,
             "--out", out / "jobs"]  # fmt: skip
-    for key, value in recipe.network_params.items():
+    for key, value in keys["network_params"].items():
         nets += ["--net-param", f"{key}={json.dumps(value)}"]
     upcall("nets", *nets)
     (job,) = (out / "jobs").iterdir()
@@ -164,16 +172,15 @@ def main() -> None:
         data = work / "data"
         upcall("synth", data, "--n-train", n, "--n-test", 0, "--seed", args.seed)
         base_auc = None
-        plan = [("baseline", None), *rows(), ("+ offline augmentation (tried)", "offline")]
-        for name, keys in plan:
+        for name, keys, offline in [("baseline", None, False), *rows()]:
             if wanted and name != "baseline" and not any(w in name for w in wanted):
                 continue
             if keys is None:
                 job = work / "baseline"
                 seconds = upcall("baseline", data, "--out", job, "--seed", args.seed)
                 cost = "classical"
-            elif keys == "offline":
-                job, seconds = offline_row(data, work, args.seed, args.copies)
+            elif offline:
+                job, seconds = offline_row(keys, data, work, args.seed, args.copies)
                 cost = f"{mult_adds(job):.1f}"
             else:
                 job, seconds = train_row(name, keys, data, work, args.seed)

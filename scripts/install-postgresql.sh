@@ -9,17 +9,7 @@ set -euo pipefail
 if command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
   exit 0
 fi
-as_root=()
-if [[ "$(id -u)" != 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || {
-    echo "install-postgresql: error: not root and sudo is missing: run this script as root" >&2
-    exit 1
-  }
-  as_root=(sudo)
-fi
-echo "install-postgresql: apt-get install -y postgresql" >&2
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" install-postgresql postgresql
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || {
   echo "install-postgresql: error: pg_ctl still missing" >&2
   exit 1

@@ -13,6 +13,7 @@ import pytest
 
 from upcall.data.datum import array_to_datum, write_mean
 from upcall.model import nets
+from upcall.model.datasetinfo import load_dataset
 from upcall.model.networks import NETWORKS
 from upcall.model.shapes import infer_shapes
 from upcall.proto import caffe_pb2, read_text, to_text
@@ -60,7 +61,7 @@ def jobs(tmp_path_factory, caffe) -> dict[str, Path]:
     }
     out = {}
     for name, network in NETWORKS.items():
-        data = nets.load_dataset(datasets["native" if network.native_only else "big"])
+        data = load_dataset(datasets["native" if network.native_only else "big"])
         job = nets.make_job(name, data, nets.SolverSettings(epochs=1, seed=1), batch_size=2)
         folder = nets.write_job(job, root / "jobs")
         solver = read_text(folder / "solver.prototxt", caffe_pb2.SolverParameter())

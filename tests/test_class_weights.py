@@ -21,8 +21,9 @@ from upcall.model.classweights import (
     parse_class_weights,
     resolve,
 )
+from upcall.model.datasetinfo import load_dataset, tutorial_dataset
 from upcall.model.jobconfig import JobConfig
-from upcall.model.nets import load_dataset, make_job, tutorial_dataset, write_job
+from upcall.model.nets import make_job, write_job
 from upcall.model.solver import SolverSettings
 from upcall.proto import blob_to_array, caffe_pb2, read_binary, to_text
 from upcall.results.jobdir import read_metrics
@@ -129,6 +130,21 @@ def test_torch_infogain_equals_hand_computation(tmp_path, loss_param):
     # The last sample's p_0 is e^-120: its log is clamped at log(1e-20), the gradient is not.
     assert loss.item() == pytest.approx(want, rel=1e-6)
     np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-5, atol=1e-7)
+
+
+def test_ignore_label_outside_the_classes(tmp_path):
+    # Caffe's usual ignore_label 255 is no row of H: those samples count for nothing
+    h = np.array([[0.5, 0.1, 0.0], [0.0, 3.0, 0.2], [1.0, 1.0, 1.0]])
+    _write_h(tmp_path, h)
+    text = INFOGAIN_NET.replace("LOSS_PARAM", "loss_param { ignore_label: 255 }")
+    net = CaffeNet(text_format.Parse(text, caffe_pb2.NetParameter()), phase=caffe_pb2.TRAIN,
+                   base=tmp_path)  # fmt: skip
+    s = np.array([[1.0, -2.0, 0.5], [0.3, 0.4, -0.1], [2.0, 5.0, 1.0]])
+    y = np.array([0, 255, 2])
+    loss = net.loss(net({"s": torch.tensor(s, dtype=torch.float32),
+                         "label": torch.tensor(y, dtype=torch.float32)}))  # fmt: skip
+    want, _ = _hand_loss(s, np.array([0, 0, 2]), h, np.array([1.0, 0.0, 1.0]))
+    assert loss.item() == pytest.approx(want, rel=1e-6)
 
 
 def test_missing_h_file_is_one_line_error(tmp_path):

@@ -315,7 +315,7 @@ def test_files_through_the_real_commands_and_their_readers(tmp_path):
     from upcall.cli import main
     from upcall.data.lists import ListsManifest
     from upcall.data.render import SpectrogramSettings
-    from upcall.model.nets import load_dataset
+    from upcall.model.datasetinfo import load_dataset
     from upcall.results.classify import InputSpec
 
     data, lists, ds = tmp_path / "data", tmp_path / "lists", tmp_path / "ds"

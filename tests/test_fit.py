@@ -56,7 +56,7 @@ def test_fit_end_to_end_then_classify_then_rerun_skips(data, tmp_path, capsys):
     assert config["epochs"] == 1 and config["seed"] == 0
     # the recipe file held two keys; recipe.json has all of them, the rest the defaults
     written = json.loads((out / "recipe.json").read_text())
-    assert written["epochs"] == 1 and written["spectrogram_mode"] == "tutorial"
+    assert written["epochs"] == 1 and written["spectrogram_mode"] == "fine"
     # PNGs under OUT; DATA is only read
     assert (out / "spectrograms" / "train" / "train1.png").is_file()
     assert not list((data / "train").glob("*.png"))

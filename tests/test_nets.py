@@ -11,6 +11,7 @@ import pytest
 from upcall.errors import BatchFailed, UpcallError
 from upcall.model import nets
 from upcall.model import netspec as ns
+from upcall.model.datasetinfo import load_dataset
 from upcall.proto import caffe_pb2, read_text, to_text
 
 REPO_PROTOTXT = Path(__file__).resolve().parents[1] / "prototxt"
@@ -142,7 +143,7 @@ def test_whalenet_refuses_squashed_images(tmp_path):
         match=r"whalenet is designed for the native spectrogram; this "
         r"dataset is 256×256 \(256x256\).*--size native",
     ):
-        nets.make_job("whalenet", nets.load_dataset(big), nets.SolverSettings())
+        nets.make_job("whalenet", load_dataset(big), nets.SolverSettings())
 
 
 def test_own_prototxt(tmp_path):
@@ -167,7 +168,7 @@ def test_own_prototxt(tmp_path):
     mine.name = "My net/v2"
     odd = tmp_path / "Odd.prototxt"
     odd.write_text(to_text(mine))
-    assert nets.make_job(str(odd), nets.load_dataset(data), nets.SolverSettings()).name == (
+    assert nets.make_job(str(odd), load_dataset(data), nets.SolverSettings()).name == (
         "odd-lr0.01"
     )
 
@@ -177,7 +178,7 @@ def test_bad_prototxt_names_file_line_and_column(tmp_path):
     path = tmp_path / "broken.prototxt"
     path.write_text('name: "x"\nlayer {\n  nme: "y"\n}\n')
     with pytest.raises(UpcallError, match=rf"{path}:3:3 : .*no field named \"nme\""):
-        nets.make_job(str(path), nets.load_dataset(data), nets.SolverSettings())
+        nets.make_job(str(path), load_dataset(data), nets.SolverSettings())
 
 
 def test_jobs_with_results_are_never_overwritten(tmp_path):
@@ -209,7 +210,7 @@ def test_jobs_with_results_are_never_overwritten(tmp_path):
 def test_bad_dataset(tmp_path, setup, message):
     setup(tmp_path / "ds")
     with pytest.raises(UpcallError, match=message):
-        nets.load_dataset(tmp_path / "ds")
+        load_dataset(tmp_path / "ds")
 
 
 def test_bad_options(tmp_path):

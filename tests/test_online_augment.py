@@ -15,9 +15,9 @@ from upcall.engines.caffe.pylayer import FIRST_BATCH
 from upcall.errors import UpcallError
 from upcall.model import augment_net
 from upcall.model.augment import OnlineAugment, batch_rng
+from upcall.model.datasetinfo import tutorial_dataset
 from upcall.model.jobconfig import JobConfig
 from upcall.model.nets import make_job as make_nets_job
-from upcall.model.nets import tutorial_dataset
 from upcall.model.solver import SolverSettings
 from upcall.proto import caffe_pb2, read_text, to_text
 from upcall.results.jobdir import read_metrics

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from upcall.errors import UpcallError
-from upcall.model.nets import build_network, parse_net_params
+from upcall.model.netload import build_network, parse_net_params
 from upcall.model.networks import get
 from upcall.workflows.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
@@ -25,13 +25,15 @@ def test_a_partial_file_changes_only_its_keys(tmp_path):
     assert json.loads((tmp_path / "out" / "recipe.json").read_text())["lr_policy"] == "exp"
 
 
-def test_the_default_recipe_is_todays_demo():
+def test_the_default_recipe_is_the_demos_and_the_measured_one():
     from upcall.workflows.demo import DemoSettings
 
     demo = DemoSettings()
     assert demo.recipe.solver == DEFAULT_RECIPE.solver
     assert (DEFAULT_RECIPE.network, DEFAULT_RECIPE.solver.base_lr) == ("whalenet", 0.01)
-    assert (DEFAULT_RECIPE.epochs, DEFAULT_RECIPE.spectrogram_mode) == (5, "tutorial")
+    assert (DEFAULT_RECIPE.epochs, DEFAULT_RECIPE.spectrogram_mode) == (15, "fine")
+    assert DEFAULT_RECIPE.solver.lr_policy == "poly"
+    assert DEFAULT_RECIPE.network_params == {"time_pool": True}
 
 
 @pytest.mark.parametrize(

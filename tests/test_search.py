@@ -124,6 +124,57 @@ def test_ctrl_c_marks_the_trial_failed_and_a_rerun_completes_the_study(dataset, 
     assert study.trials[0].state is TrialState.FAIL
 
 
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_a_kaggle_folder_is_made_into_a_dataset_as_fit_makes_it_and_only_read(tmp_path, capsys):
+    from upcall.audio.synth import SynthSettings, synthesize
+    from upcall.data.dataset import DatasetManifest
+    from upcall.workflows.recipe import DEFAULT_RECIPE
+
+    data = tmp_path / "data"
+    synthesize(data, SynthSettings(n_train=40, positive_rate=0.5, seed=5), workers=1)
+    before = _tree(data)
+    out = tmp_path / "search"
+    argv = ["search", str(data), "--out", str(out), "--trials", "1", "--epochs", "1,1", *TINY]
+    assert cli.main(argv) == 0
+    assert _tree(data) == before  # no PNG, list or lock beside the clips
+    assert "[search] 3/3 LMDB dataset" in capsys.readouterr().out
+    assert len(list((out / "spectrograms" / "train").glob("*.png"))) == 40
+    settings = SearchSettings.read(out)
+    assert (settings.data, settings.dataset) == (str(data), str(out / "dataset"))
+    # the default recipe's data settings (with search's seed), as `upcall fit` uses them
+    recipe = DEFAULT_RECIPE.with_solver(seed=settings.seed)
+    made = DatasetManifest.read(out / "dataset")
+    assert made.spectrograms.mode == recipe.spectrogram_mode
+    assert made.lists.spectrogram_root == str(out / "spectrograms")
+    assert (made.lists.split, made.lists.val_fraction, made.lists.balance, made.lists.seed) == (
+        recipe.split,
+        recipe.val_fraction,
+        recipe.balance,
+        recipe.seed,
+    )
+    assert (made.settings.size, made.settings.resize_mode, made.settings.seed) == (
+        recipe.dataset_settings().size,
+        recipe.dataset_settings().resize_mode,
+        recipe.seed,
+    )
+    _assert_trials_have_jobs(_study(out), 1)
+
+    # other DATA into the same DIR is refused before anything is made from it
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    made_before, other_before = _tree(out), _tree(other)
+    assert cli.main([*argv[:1], str(other), *argv[2:]]) == 1
+    assert f"data {data} → {other}" in capsys.readouterr().err
+    assert (_tree(out), _tree(other)) == (made_before, other_before)
+
+
 class _AlwaysPrune(optuna.pruners.BasePruner):
     def prune(self, study, trial) -> bool:
         return True

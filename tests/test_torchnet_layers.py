@@ -342,6 +342,17 @@ def test_softmax_loss_normalisation_with_ignore_label(norm, divisor):
     torch.testing.assert_close(loss(SCORES, LABELS), nll / divisor)
 
 
+def test_softmax_loss_ignore_label_outside_the_classes():
+    loss = build(
+        'name: "l" type: "SoftmaxWithLoss" top: "loss" loss_param { ignore_label: 255 }',
+        SCORES.shape,
+        LABELS.shape,
+    )
+    labels = torch.tensor([0.0, 255.0, 2.0, 0.0])  # 255 is no class: that sample is skipped
+    nll = -torch.log_softmax(SCORES, 1)[[0, 2, 3], [0, 2, 0]].sum()
+    torch.testing.assert_close(loss(SCORES, labels), nll / 3)
+
+
 def test_softmax_loss_caps_at_flt_min_and_gives_probabilities():
     loss = build('name: "l" type: "SoftmaxWithLoss" top: "loss" top: "prob"', (1, 2), (1,))
     scores = torch.tensor([[0.0, 200.0]], requires_grad=True)

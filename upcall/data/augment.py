@@ -7,8 +7,8 @@ OUT/train/<stem>.aug<k>.png. OUT (default LISTS/augmented) is a new lists folder
 LISTS's plus the copies, val.txt (and test.txt) are LISTS's unchanged, so validation and test
 clips are never touched nor used as noise. OUT/augmented.csv traces every copy to its clip,
 draws and noise clip; OUT/lists.json records the settings (``augmented``) and LISTS
-(``augmented_from``). Each clip's draws come from ``(seed, its index in train.txt)``, so a
-rerun makes the same files and keeps the PNGs already there (written atomically).
+(``augmented_from``). Each clip's draws come from ``(seed, its index among train.txt's
+distinct PNGs)`` (an oversampled list repeats a PNG), so a rerun makes the same files and keeps the PNGs already there (written atomically).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import functools
 import io
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -255,17 +255,9 @@ def _write_lists(
     counts = {**info.counts, "train": train_counts}
     write_histogram(out / "class_histogram.png", counts)
     files = ["train.txt", *names, CSV_FILE]
-    manifest = ListsManifest(
-        data_dir=info.data_dir,
-        spectrogram_root=info.spectrogram_root,
-        spectrograms=info.spectrograms,
-        split=info.split,
-        val_fraction=info.val_fraction,
-        balance=info.balance,
-        seed=info.seed,
+    manifest = replace(
+        info,
         counts=counts,
-        test_images=info.test_images,
-        labels=info.labels,
         files={name: file_digest(out / name) for name in files},
         augmented=settings,
         augmented_from=str(lists_dir),

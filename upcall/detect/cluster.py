@@ -31,13 +31,33 @@ def connect(address: str):
         raise UpcallError(
             "--ray needs the ray package (pip install 'upcall[ray]', or pip install ray)"
         ) from None
+    reachable(address)
     try:
         # log_to_driver off: the tasks' own stderr would interleave with this process's progress
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UpcallError(f"--ray {address}: cannot connect to a Ray cluster there ({first})") from None
+        raise UpcallError(
+            f"--ray {address}: cannot connect to a Ray cluster there ({first})"
+        ) from None
     return ray
+
+
+def reachable(address: str) -> None:
+    """UpcallError at once when nothing listens at HOST:PORT (ray.init would retry for
+    minutes); other address forms (``auto``, ``ray://``) are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise UpcallError(
+            f"--ray {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+            "`ray start --head --port=PORT` or give the head's address"
+        ) from None
 
 
 def ray_results(address: str, model: str, items: list) -> Iterator:

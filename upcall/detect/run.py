@@ -8,8 +8,9 @@
     DIR/<rel>.scores.csv             with --scores: start_s,score per window
     DIR/detections.txt, .csv         all recordings, with Begin Path and File Offset (s)
 
-Each window's image is computed from its own audio (see :mod:`upcall.detect.score`: both
-spectrogram modes normalise per image). Unreadable files are reported, skipped, and make the
+Windows are scored one by one, or with one pass of the network over each batch of windows'
+audio where the spectrogram mode and the net allow it (see :mod:`upcall.detect.score`;
+detect.json's ``scoring`` says which). Unreadable files are reported, skipped, and make the
 exit status non-zero.
 """
 
@@ -46,6 +47,8 @@ class DetectSettings(JsonFile):
     step_s: float
     channel: int
     smoothing: int  # windows in the moving average (1: none)
+    # "per-window", or "fully-convolutional" (step_s is then rounded to the trunk's stride)
+    scoring: str = "per-window"
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def detect_file(
 
     seconds = stream.duration_s(path)
     step = round(settings.step_s * stream.RATE)
+    scorer.choose(step, per_window=settings.scoring == "per-window")
     chunks = stream.blocks(path, channel=settings.channel, block_s=block_s)
-    parts = [scorer.score(w.start, w.samples) for w in stream.windows(chunks, step=step)]
+    parts = [scorer.score_span(s, step) for s in stream.spans(chunks, step=step)]
     scored = concat(parts)
     timeline = events.Timeline(
         scored.scores,
@@ -99,11 +103,11 @@ _SCORER = None  # one per worker process
 _SCORER_KEY: tuple[str, int | None] | None = None  # (model, threads) it was loaded for
 
 
-def _init(model: str, threads: int | None) -> None:
+def _init(model: str, threads: int | None):
     """Load the model once per worker process; ``threads``: its share of the cores."""
     global _SCORER, _SCORER_KEY
     if _SCORER_KEY == (model, threads):
-        return  # a reused worker (Ray) keeps its model
+        return _SCORER  # a reused worker (Ray) keeps its model
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for any OpenMP pool started later
     from upcall.detect.score import Scorer
@@ -111,6 +115,7 @@ def _init(model: str, threads: int | None) -> None:
     # the predictor sets its backend's thread pool (torch, onnxruntime) to ``threads``
     _SCORER = Scorer(Path(model), threads=threads)
     _SCORER_KEY = (model, threads)
+    return _SCORER
 
 
 def _work(item: tuple[str, str, DetectSettings, str, bool, float]) -> Result:
@@ -154,19 +159,27 @@ def detect(
     scores: bool = False,
     block_s: float = 600.0,
     ray: str | None = None,
+    per_window: bool = False,
 ) -> BatchReport:
     """Run detection over ``inputs`` into ``out``; returns the (unfinished) report.
 
     ``job``: a job folder or an exported .onnx model. ``ray``: the address of a running Ray
     cluster (HOST:PORT) that does the per-file work instead of local processes.
+    ``per_window``: score each window on its own even where one pass over a block could.
     """
     if not 0 < step_s <= 2.0:
         raise UpcallError(f"--step must be in (0, 2] seconds, got {step_s}")
     if not 0.0 <= threshold <= 1.0:
         raise UpcallError(f"--threshold must be in [0, 1], got {threshold}")
     job = job.resolve()
-    settings = DetectSettings(str(job), model_weights(job), threshold, step_s, channel, smoothing)
+    weights = model_weights(job)
     files = stream.find_recordings(inputs)
+    # the model is loaded here too: how windows are scored, and the step, depend on its net
+    choice = _init(str(job), None).choose(round(step_s * stream.RATE), per_window=per_window)
+    print(choice.note, file=sys.stderr)
+    settings = DetectSettings(
+        str(job), weights, threshold, choice.step / stream.RATE, channel, smoothing, choice.scoring
+    )
     check_settings(out, settings)
     report = BatchReport("recordings")
     todo, done = [], []
@@ -283,8 +296,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--step",
         type=float,
         default=0.5,
-        help="seconds between 2-s windows (0.5); each window's spectrogram is "
-        "computed on its own, as the modes normalise per image",
+        help="seconds between 2-s windows (0.5); with fully convolutional scoring it is "
+        "rounded to a multiple of the network's stride (detect.json records the step used)",
     )
     parser.add_argument("--channel", type=int, default=0, help="channel of multi-channel files")
     parser.add_argument(
@@ -306,6 +319,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "recordings and --out must be on a filesystem every node sees at the same paths",
     )
     parser.add_argument("--scores", action="store_true", help="also write per-window scores")
+    parser.add_argument(
+        "--per-window",
+        action="store_true",
+        help="compute each window's spectrogram and network pass on its own, even where one "
+        "pass over a block could (the fine mode with WhaleNet-like nets): for comparison",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -320,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         scores=args.scores,
         ray=args.ray,
+        per_window=args.per_window,
     )
     report.finish()
     return 0

@@ -1,12 +1,17 @@
 """Window audio → window images as the job's dataset made them → one up-call score per window.
 
-Every window's image is computed from its own 2 s of audio (per-window scoring). Both
-spectrogram modes normalise per image (tutorial: min–max of the image; enhanced: clipping at
-the image's mean ± 3 std), so an image cut from the spectrogram of a whole block would not be
-the pixels the network was trained on. What that costs: each window's FFTs are computed anew,
-(window / step) times as many as one pass over the block needs (4× at the default 0.5 s step);
-the FFTs are a small part of the time next to the network, which runs once per window anyway
-(the deploy nets end in InnerProduct layers, so no backend runs them fully convolutionally).
+Two ways, chosen per model (:meth:`Scorer.choose`):
+
+* per-window: every window's image is computed from its own 2 s of audio and goes through the
+  whole network. Needed for the modes that normalise per image (tutorial: min–max of the image;
+  enhanced: clipping at the image's mean ± 3 std): an image cut from the spectrogram of a whole
+  block would not be the pixels the network was trained on.
+* fully convolutional: for a mode whose columns do not depend on the rest of the image
+  (``per_image`` False: ``fine``) and a backend with a sliding pass
+  (:meth:`upcall.engines.predict.Predictor.sliding`, the torch one for nets like WhaleNet),
+  the spectrogram of a batch of windows' audio is computed once and the network's trunk runs
+  once over it. Window positions are then multiples of the trunk's stride (hop × the product
+  of the strides along time), so the step is rounded to one.
 """
 
 from __future__ import annotations
@@ -17,10 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from upcall.data import spectrogram
-from upcall.engines.predict import Predictor, is_exported, job_kind, load_predictor
+from upcall.detect.stream import WINDOW, Span
+from upcall.engines.predict import Predictor, Sliding, is_exported, job_kind, load_predictor
 from upcall.errors import UpcallError
 
+RATE = spectrogram.SAMPLE_RATE
 BAND_HZ = (50.0, 250.0)  # the up-call band: where a detection's low/high frequency is sought
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How a recording's windows are scored (written to detect.json and the log)."""
+
+    step: int  # samples between windows (rounded to the trunk's stride when sliding)
+    scoring: str  # "per-window" or "fully-convolutional"
+    note: str  # one line saying which and why
 
 
 @dataclass(frozen=True)
@@ -68,8 +84,46 @@ class Scorer:
             self.predictor = load_predictor(
                 model, snapshot=snapshot, backend=backend, threads=threads
             )
+        self.sliding: Sliding | None = None  # set by choose()
         names = self.predictor.class_names
         self.positive = names.index("whale") if "whale" in names else len(names) - 1
+
+    def choose(self, step: int, *, per_window: bool = False) -> Choice:
+        """How windows ``step`` samples apart are scored: fully convolutionally where the mode
+        and the net allow it (unless ``per_window``), with the step rounded to the stride."""
+        reason = self._why_not_sliding() if not per_window else "--per-window asked for"
+        if isinstance(reason, str):
+            self.sliding = None
+            return Choice(step, "per-window", f"per-window scoring: {reason}")
+        self.sliding = reason
+        quantum = spectrogram.get_mode(self.spec.spectrogram_mode).hop * reason.stride
+        rounded = max(1, round(step / quantum)) * quantum
+        note = f"fully convolutional scoring (windows every multiple of {quantum / RATE:g} s)"
+        if rounded != step:
+            note += f"; step {step / RATE:g} s rounded to {rounded / RATE:g} s"
+        return Choice(rounded, "fully-convolutional", note)
+
+    def _why_not_sliding(self) -> Sliding | str:
+        mode = spectrogram.get_mode(self.spec.spectrogram_mode)
+        if getattr(mode, "per_image", True):
+            return (
+                f"the {mode.name} spectrogram mode scales each image as a whole, so a window "
+                "cut from a longer image would not have the pixels of the window alone"
+            )
+        if not self.spec.native:
+            return "the job resizes its images"
+        return self.predictor.sliding()
+
+    def score_span(self, span: Span, step: int) -> Scored:
+        """Scores of a span's windows: one pass when :meth:`choose` picked it, else per window."""
+        if self.sliding is None:
+            view = np.lib.stride_tricks.sliding_window_view(span.samples, WINDOW)[::step]
+            return self.score(span.start, view[: span.count])
+        mode = spectrogram.get_mode(self.spec.spectrogram_mode)
+        image = spectrogram.compute_batch(span.samples[None], mode=mode.name)[0]
+        every = step // (mode.hop * self.sliding.stride)
+        probs = self.sliding.probabilities(image[None], every=every, count=span.count)
+        return Scored(span.start, probs[:, self.positive], span_band_power(span, step))
 
     def images(self, samples: np.ndarray) -> np.ndarray:
         """float64 (M, 4000) → uint8 (M, 1, H, W) as the job's dataset stored them."""
@@ -90,6 +144,21 @@ class Scorer:
     def score(self, start: int, samples: np.ndarray) -> Scored:
         probs = self.predictor.probabilities(self.images(samples))
         return Scored(start, probs[:, self.positive], band_power(samples))
+
+
+def span_band_power(span: Span, step: int) -> np.ndarray:
+    """:func:`band_power` of a span's windows from one spectrogram of the span."""
+    if step % spectrogram.STEP:  # windows between the span's frames: each on its own
+        view = np.lib.stride_tricks.sliding_window_view(span.samples, WINDOW)[::step]
+        return band_power(view[: span.count])
+    hz = np.arange(spectrogram.HEIGHT) * (spectrogram.SAMPLE_RATE / spectrogram.NFFT)
+    keep = (hz >= BAND_HZ[0]) & (hz <= BAND_HZ[1])
+    power = spectrogram.power_spectrogram(span.samples[None], fs=spectrogram.SAMPLE_RATE,
+                                          exact=False)[0, keep]  # fmt: skip
+    per = spectrogram.frames(WINDOW)  # a window's frames
+    sums = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
+    first = np.arange(span.count) * (step // spectrogram.STEP)
+    return ((sums[:, first + per] - sums[:, first]) / per).T
 
 
 def band_power(samples: np.ndarray) -> np.ndarray:

@@ -100,6 +100,16 @@ def _resample(x: np.ndarray, ratio: Fraction) -> np.ndarray:
     return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
+@dataclass(frozen=True)
+class Span:
+    """The audio of ``count`` consecutive windows: ``samples`` float64 ((count - 1)·step +
+    WINDOW,), window ``start + i`` being ``samples[i·step : i·step + WINDOW]``."""
+
+    start: int  # index (in windows) of the first one in the file
+    count: int
+    samples: np.ndarray
+
+
 def windows(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Iterator[Windows]:
     """2-s windows every ``step`` samples (the last one ends at or before the audio's end), in
     batches of ``batch`` windows (the last one shorter).
@@ -108,6 +118,14 @@ def windows(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Ite
     batches and gives the same bits. A recording shorter than one window gives one window padded
     with zeros at the end.
     """
+    for span in spans(chunks, step=step, batch=batch):
+        view = np.lib.stride_tricks.sliding_window_view(span.samples, WINDOW)[::step]
+        yield Windows(span.start, view[: span.count].copy())
+
+
+def spans(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Iterator[Span]:
+    """The audio of the windows :func:`windows` gives, one contiguous :class:`Span` per batch
+    (for a fully convolutional pass over it)."""
     buf = np.zeros(0)
     index = 0  # next window's number
     offset = 0  # file position (samples) of buf[0]
@@ -118,10 +136,9 @@ def windows(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Ite
         count = (len(buf) - first - WINDOW) // step + 1 if len(buf) - first >= WINDOW else 0
         return min(count, batch) if (count >= batch or final) else 0
 
-    def cut(count: int) -> Windows:
+    def cut(count: int) -> Span:
         first = index * step - offset
-        view = np.lib.stride_tricks.sliding_window_view(buf[first:], WINDOW)[::step][:count]
-        return Windows(index, view.copy())
+        return Span(index, count, buf[first : first + (count - 1) * step + WINDOW].copy())
 
     for chunk in chunks:
         buf = np.concatenate([buf, chunk])
@@ -135,4 +152,4 @@ def windows(chunks: Iterator[np.ndarray], *, step: int, batch: int = 512) -> Ite
         yield cut(count)
         index += count
     if index == 0 and total:
-        yield Windows(0, np.pad(buf, (0, WINDOW - len(buf)))[None])
+        yield Span(0, 1, np.pad(buf, (0, WINDOW - len(buf))))

@@ -151,7 +151,8 @@ def solver_settings(parsed: dict, lr: float) -> SolverSettings:
 def write_model_job(folder: Path, dataset_folder: Path, parsed: dict, lr: float) -> None:
     """solver/train_val/deploy prototxts and config.json of one model job (``upcall nets``'s
     make_job); a custom network is kept as original.prototxt, as DIGITS keeps it."""
-    from upcall.model.nets import load_dataset, make_job
+    from upcall.model.datasetinfo import load_dataset
+    from upcall.model.nets import make_job
 
     f = parsed["form"]
     if f["method"] == "custom":

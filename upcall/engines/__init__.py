@@ -65,7 +65,7 @@ def get_engine(name: str, options: EngineOptions | None = None, **fields: object
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """``--engine``, the common ``--gpu`` / ``--threads`` / ``--tensorboard``, and each engine's
-    own flags (``train``, ``sweep`` and ``search`` all take them from here)."""
+    own flags (``train``, ``sweep``, ``search`` and ``fit`` all take them from here)."""
     parser.add_argument(
         "--engine",
         default=DEFAULT_ENGINE,

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -130,6 +130,19 @@ class Deploy:
     preprocess: Preprocess
 
 
+class Sliding(Protocol):
+    """A fully convolutional pass: the scores of windows ``width`` columns wide, every
+    ``every · stride`` columns of a long stored image, from one pass of the network's
+    convolutional trunk over the whole image (see :meth:`Predictor.sliding`)."""
+
+    stride: int  # image columns between two positions the trunk can tell apart
+
+    def probabilities(self, image: np.ndarray, *, every: int, count: int) -> np.ndarray:
+        """uint8 (C, H, T) → float64 (count, K) for windows starting at columns
+        0, every·stride, 2·every·stride, ..."""
+        ...
+
+
 class Predictor(ABC):
     """A job's deploy net with one snapshot's weights, run by one backend.
 
@@ -138,10 +151,9 @@ class Predictor(ABC):
     """
 
     name: ClassVar[str]
-    # Whether the backend runs inputs wider or taller than the deploy Input layer (a fully
-    # convolutional pass over a long spectrogram, for detection). None does yet: the deploy nets
-    # end in InnerProduct layers, which need the training size. A backend that does sets this
-    # and returns score maps from _forward; predict then gives (N, K, h', w').
+    # Whether predict() takes inputs wider or taller than the deploy Input layer and returns
+    # score maps (N, K, h', w'). None does: the deploy nets end in InnerProduct layers, which
+    # need the training size. Detection's one-pass scoring of long images is sliding() instead.
     fully_convolutional: ClassVar[bool] = False
 
     def __init__(
@@ -197,6 +209,11 @@ class Predictor(ABC):
     @abstractmethod
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """The deploy net's output blob (N, K, ...) for float32 input x (N, C, h, w)."""
+
+    def sliding(self) -> Sliding | str:
+        """The net's fully convolutional pass over images wider than its input, or why there
+        is none (a backend that has one overrides this)."""
+        return f"the {self.name} backend has no fully convolutional pass"
 
 
 def _softmax_classes(out: np.ndarray, *, done: bool) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Online augmentation of a training batch of spectrograms: one numpy implementation.
 
-The torch engine (``upcall.engines.torch.augment``) and real Caffe's Python layer
+The torch engine (``upcall.engines.torch.pylayers``) and real Caffe's Python layer
 (``upcall.engines.caffe.pylayer``) both call :meth:`OnlineAugment.apply` on the mean-subtracted
 batch that the Data layer makes, in the TRAIN phase only. Images are (N, C, H, W) with row 0 the
 lowest frequency and columns in time order. Per image, each transform fires with probability

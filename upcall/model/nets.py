@@ -8,19 +8,14 @@ name (``upcall nets --list``) or the path of a user's own DIGITS-style / Caffe t
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
-import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from upcall import __version__
-from upcall.data.dataset import DatasetManifest, fingerprint
-from upcall.data.lists import read_labels
+from upcall.data.dataset import DatasetManifest
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir
 from upcall.model import augment_net
@@ -34,12 +29,14 @@ from upcall.model.classweights import (
     resolve,
     weigh_train_loss,
 )
+from upcall.model.datasetinfo import DatasetInfo, load_dataset, tutorial_dataset
 from upcall.model.jobconfig import JobConfig
-from upcall.model.networks import NETWORKS, Network, get
-from upcall.model.networks.prepare import DataSource, prepare
+from upcall.model.netload import load_network, parse_net_params
+from upcall.model.networks import NETWORKS, get
+from upcall.model.networks.prepare import prepare
 from upcall.model.shapes import cost, infer_shapes
 from upcall.model.solver import LR_POLICIES, SOLVER_TYPES, SolverSettings, make_solver, schedule
-from upcall.proto import caffe_pb2, read_text, to_text
+from upcall.proto import caffe_pb2, to_text
 
 HELP = "write Caffe solver/train_val/deploy prototxts per network and learning rate"
 JOB_FILES = (
@@ -51,79 +48,8 @@ JOB_FILES = (
     *augment_net.FILES,  # online augmentation's modules (--augment)
 )
 
-# The whale tutorial's dataset: 27,000 / 3,000 images (first / last rows of train.csv).
-TUTORIAL_COUNTS = {
-    "train": {"not-whale": 20307, "whale": 6693},
-    "val": {"not-whale": 2666, "whale": 334},
-}
 TUTORIAL_LRS = (0.001, 0.005, 0.01, 0.05)
 TUTORIAL_NETWORKS = ("alexnet", "googlenet", "whalenet")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a job needs from DATASET/dataset.json; ``path`` is written into the prototxts."""
-
-    path: str
-    height: int
-    width: int
-    channels: int
-    train_count: int
-    val_count: int
-    labels: tuple[str, ...]
-    size: str  # "256x256" or "native"
-    info: dict = field(default_factory=dict, compare=False)  # dataset.json as read (to_json())
-    fingerprint: str | None = None  # upcall.data.dataset.fingerprint; None: not a built dataset
-
-    def source(self) -> DataSource:
-        return DataSource(
-            train_db=f"{self.path}/train_db",
-            val_db=f"{self.path}/val_db",
-            mean_file=f"{self.path}/mean.binaryproto",
-            channels=self.channels,
-            height=self.height,
-            width=self.width,
-            num_classes=len(self.labels),
-            description=f"{self.height}×{self.width} ({self.size})",
-        )
-
-
-def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
-    """Read DATASET/dataset.json (ARCHITECTURE.md §4), checking the LMDBs and mean it names."""
-    folder = Path(folder).resolve()
-    info = DatasetManifest.require(folder, f"is {folder} a dataset made by `upcall lmdb`?")
-    try:
-        ds = DatasetInfo(
-            str(folder),
-            info.image.height,
-            info.image.width,
-            info.image.channels,
-            info.count("train"),
-            info.count("val"),
-            info.labels or tuple(read_labels(folder / "labels.txt")),
-            info.size,
-            info.to_json(),
-            fingerprint(folder),
-        )
-    except KeyError as e:
-        raise UpcallError(f"{folder / info.FILE}: no image count for {e}") from None
-    for part in ("train_db", "val_db", "mean.binaryproto"):
-        if not (folder / part).exists():
-            raise UpcallError(f"{folder / part}: missing; rebuild the dataset with `upcall lmdb`")
-    return ds
-
-
-def tutorial_dataset(size: str, path: str) -> DatasetInfo:
-    """The tutorial's 27,000/3,000-image dataset at "256x256" or "native" (129×30) size."""
-    h, w = (256, 256) if size == "256x256" else (129, 30)
-    info = {
-        "image": {"height": h, "width": w, "channels": 1},
-        "size": size,
-        "counts": TUTORIAL_COUNTS,
-        "labels": ["not-whale", "whale"],
-        "tutorial": True,
-    }
-    return DatasetInfo(path, h, w, 1, 27000, 3000, ("not-whale", "whale"), size, info)
 
 
 @dataclass(frozen=True)
@@ -148,54 +74,6 @@ class Job:
             return JobConfig.read(folder) == JobConfig.from_json(self.config.to_json())
         except UpcallError:
             return False
-
-
-def build_network(n: Network, params: Mapping[str, object]) -> caffe_pb2.NetParameter:
-    """Registry network ``n`` with builder keywords ``params`` (``--net-param``) over its own."""
-    if not params:
-        return n.build()
-    known = [
-        name
-        for name, p in inspect.signature(n.build).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = [name for name in params if name not in known]
-    if unknown:
-        raise UpcallError(
-            f"network {n.name} has no parameter {unknown[0]!r}; its parameters: {', '.join(known)}"
-        )
-    try:
-        return functools.partial(n.build, **params)()
-    except (TypeError, ValueError) as e:  # a value the builder cannot use
-        raise UpcallError(f"network {n.name}: bad parameters {dict(params)}: {e}") from None
-
-
-def load_network(
-    spec: str, params: Mapping[str, object] | None = None
-) -> tuple[str, caffe_pb2.NetParameter, dict]:
-    """``(name, DIGITS-style network, how it was made)`` for a registry name or a prototxt path.
-
-    ``params`` override a registry network's builder keywords (width, blocks, ...). A
-    prototxt's job name is its ``name:`` when that is a plain word, else its file stem.
-    """
-    params = dict(params or {})
-    if spec in NETWORKS or not (spec.endswith(".prototxt") or Path(spec).is_file()):
-        n = get(spec)
-        return (
-            n.name,
-            build_network(n, params),
-            {
-                "registry": n.name,
-                "options": {**dict(n.options), **params},
-                "native_only": n.native_only,
-            },
-        )
-    if params:
-        raise UpcallError(f"{spec}: network parameters apply to registry networks, not prototxts")
-    path = Path(spec).resolve()
-    net = read_text(path, caffe_pb2.NetParameter())
-    name = net.name if re.fullmatch(r"[\w.-]+", net.name) else path.stem
-    return name.lower(), net, {"prototxt": str(path)}
 
 
 def make_job(
@@ -432,20 +310,6 @@ def parse_lrs(text: str) -> list[float]:
     if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
         raise UpcallError(f"--lr needs positive learning rates, got {text!r}")
     return lrs
-
-
-def parse_net_params(items: Sequence[str]) -> dict[str, object]:
-    """``--net-param`` values ``KEY=VALUE`` → {key: value}; a value that is not JSON is text."""
-    params: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UpcallError(f"--net-param must be KEY=VALUE (e.g. width=32), not {item!r}")
-        try:
-            params[key.strip()] = json.loads(text)
-        except ValueError:
-            params[key.strip()] = text  # e.g. global_pool=AVE
-    return params
 
 
 def check_batch_size(batch_size: int | None) -> None:

@@ -79,9 +79,9 @@ class Scorer:
 
     def score(self, job: Path) -> ValScores:
         """The validation scores of a finished job (UpcallError when they cannot be had)."""
+        summary = Summary.require(job, "training has not finished")  # before stat: one line
         key = (job.resolve(), (job / SUMMARY).stat().st_mtime_ns)
         if key not in self._done:
-            summary = Summary.require(job, "training has not finished")
             self._done[key] = (
                 classical_scores(job) if summary.engine == "classical" else self._network(job)
             )

@@ -118,7 +118,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        help=f"seed of the split, shuffle and training (default {DEFAULT_RECIPE.seed})",
+        help="seed of the split, shuffle and training; replaces the recipe's seed (default: "
+        f"the recipe's, {DEFAULT_RECIPE.seed} in the built-in one)",
     )
     add_engine_arguments(parser)
 

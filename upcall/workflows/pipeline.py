@@ -1,4 +1,5 @@
-"""One recipe from labelled clips to a trained job: the steps `upcall fit` and `upcall demo` share.
+"""One recipe from labelled clips to a trained job: the steps `upcall fit` and `upcall demo` share
+(`upcall search` uses the first three, :func:`make_dataset`).
 
 spectrograms → train/val lists → LMDB dataset → job folder → training, each through the step's
 own function (``upcall.data.render.ensure``, ``make_lists``, ``build_dataset``, ``make_job``,
@@ -55,21 +56,16 @@ class Steps:
         return not done
 
 
-PIPELINE_STEPS = 5  # spectrograms, lists, dataset, job, training
+DATA_STEPS = 3  # spectrograms, lists, dataset
+PIPELINE_STEPS = DATA_STEPS + 2  # job, training
 
 
-def run_pipeline(
-    layout: Layout, recipe: Recipe, engine: Engine, *, steps: Steps, rerun: str
-) -> Path:
-    """Run the five steps of ``recipe`` over ``layout``; returns the trained job folder.
-
-    ``rerun`` names the command to run again after a Ctrl-C ("upcall fit").
-    """
+def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
+    """The first three steps of ``recipe`` over ``layout`` (spectrograms, lists, LMDB dataset);
+    returns the dataset folder. DATA is only read unless ``layout.spectrograms`` is DATA."""
     from upcall.data.dataset import build_dataset
     from upcall.data.lists import make_lists
     from upcall.data.render import ensure
-    from upcall.model.nets import load_dataset, make_job, write_job
-    from upcall.workflows.sweep import train_pending
 
     root = layout.spectrograms
     where = f"beside the clips in {root}" if root == layout.data else f"in {root}"
@@ -87,9 +83,23 @@ def run_pipeline(
         (layout.dataset / "dataset.json").exists(),
     ):
         build_dataset(layout.lists, out=layout.dataset, settings=recipe.dataset_settings())
+    return layout.dataset
+
+
+def run_pipeline(
+    layout: Layout, recipe: Recipe, engine: Engine, *, steps: Steps, rerun: str
+) -> Path:
+    """Run the five steps of ``recipe`` over ``layout``; returns the trained job folder.
+
+    ``rerun`` names the command to run again after a Ctrl-C ("upcall fit").
+    """
+    from upcall.model.datasetinfo import load_dataset
+    from upcall.model.nets import make_job, write_job
+    from upcall.workflows.sweep import train_pending
+
     job = make_job(
         recipe.network,
-        load_dataset(layout.dataset),
+        load_dataset(make_dataset(layout, recipe, steps=steps)),
         recipe.solver,
         batch_size=recipe.batch_size,
         net_params=recipe.network_params,

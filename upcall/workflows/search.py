@@ -7,7 +7,8 @@ of earlier trials (:mod:`upcall.workflows.search_study`). Layout of DIR:
 
     DIR/search.json                 SearchSettings: what is searched (a rerun must match)
     DIR/study.journal               the study (Optuna's journal file), unless --storage URL
-    DIR/dataset/                    the dataset made from a Kaggle-layout DATA (else DATA itself)
+    DIR/spectrograms/, DIR/lists/   from a Kaggle-layout DATA (only read), as `upcall fit` makes
+    DIR/dataset/                    them with its default recipe's data settings (else DATA itself)
     DIR/trials/<number>/            one ordinary job folder per trial (report, classify, detect)
     DIR/figures/optimization_history.png, param_importances.png
 
@@ -43,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DATA",
         help="a dataset folder made by `upcall lmdb`, or a Kaggle-layout folder (train.csv, "
-        "train/), made into DIR/dataset at native size first",
+        "train/), made into DIR/dataset first as `upcall fit` makes its dataset (DATA is only "
+        "read)",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="search folder")
     parser.add_argument(
@@ -138,11 +140,11 @@ def _choices(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(";") if x.strip())
 
 
-def resolve_dataset(data: Path, out: Path, seed: int) -> Path:
-    """DATA itself when it is a dataset; a Kaggle-layout DATA becomes DIR/dataset (once)."""
+def dataset_folder(data: Path, out: Path) -> Path:
+    """The dataset every trial trains on: DATA itself when it is a dataset, DIR/dataset for a
+    Kaggle-layout DATA (made by :func:`make_search_dataset`); nothing is read or written."""
     from upcall.data.dataset import DatasetManifest
 
-    data = data.resolve()
     if (data / DatasetManifest.FILE).is_file():
         return data
     if not (data / "train.csv").is_file():
@@ -150,28 +152,35 @@ def resolve_dataset(data: Path, out: Path, seed: int) -> Path:
             f"{data}: neither a dataset (dataset.json, from `upcall lmdb`) nor a Kaggle-layout "
             "folder (train.csv)"
         )
-    dataset = out / "dataset"
-    if not (dataset / DatasetManifest.FILE).is_file():
-        from upcall.data.dataset import DatasetSettings, build_dataset
-        from upcall.data.lists import ListSettings, make_lists
+    return out / "dataset"
 
-        print(f"making {dataset} from {data} (native size)", flush=True)
-        make_lists(data, out=out / "lists", settings=ListSettings(seed=seed))
-        build_dataset(out / "lists", out=dataset, settings=DatasetSettings(size=None, seed=seed))
-    return dataset
+
+def make_search_dataset(data: Path, out: Path, seed: int) -> None:
+    """Make DIR/dataset from a Kaggle-layout DATA as `upcall fit` would with its default recipe
+    and ``seed``: PNGs in DIR/spectrograms, lists in DIR/lists; DATA is only read."""
+    from upcall.workflows.fit import check_data, check_same_data
+    from upcall.workflows.pipeline import DATA_STEPS, Layout, Steps, make_dataset
+    from upcall.workflows.recipe import DEFAULT_RECIPE
+
+    check_data(data)
+    layout = Layout.under(out, data=data)
+    check_same_data(layout, out)
+    # fit's data settings (mode, split, size), so a search and a fit of DATA train on one dataset
+    make_dataset(layout, DEFAULT_RECIPE.with_solver(seed=seed), steps=Steps("search", DATA_STEPS))
 
 
 def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
-    from upcall.model.nets import load_dataset
-    from upcall.workflows.search_space import fitting_networks
+    """The settings from the command line, checked; ``networks`` are the named ones (default
+    all) until :func:`_fitting` keeps those that fit the dataset, which may not exist yet."""
+    from upcall.model.networks import NETWORKS
     from upcall.workflows.search_study import safe_url
 
     if args.trials < 1:
         raise UpcallError(f"--trials must be at least 1, not {args.trials}")
     if args.workers < 1:
         raise UpcallError(f"--workers must be at least 1, not {args.workers}")
-    dataset = resolve_dataset(args.data, out, args.seed)
-    names = _split(args.networks, str, "--networks") if args.networks else None
+    data = args.data.resolve()
+    names = _split(args.networks, str, "--networks") if args.networks else tuple(NETWORKS)
     lr_range = _split(args.lr_range, float, "--lr-range")
     if len(lr_range) != 2:
         raise UpcallError(f"--lr-range: expected LOW,HIGH, got {args.lr_range!r}")
@@ -179,13 +188,13 @@ def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
     if len(epochs) != 2:
         raise UpcallError(f"--epochs: expected LOW,HIGH, got {args.epochs!r}")
     settings = SearchSettings(
-        data=str(args.data.resolve()),
-        dataset=str(dataset),
+        data=str(data),
+        dataset=str(dataset_folder(data, out)),
         study=args.study,
         storage=safe_url(args.storage),
         trials=args.trials,
         seed=args.seed,
-        networks=tuple(fitting_networks(load_dataset(dataset), names)),
+        networks=names,
         lr_range=lr_range,
         batch_sizes=_split(args.batch_sizes, int, "--batch-sizes"),
         solver_types=_split(args.solver_types, str, "--solver-types"),
@@ -200,16 +209,33 @@ def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
     return settings
 
 
+def _fitting(settings: SearchSettings, named: bool) -> SearchSettings:
+    """``settings`` with the networks that fit its (now made) dataset; a named one that does
+    not is an error."""
+    from upcall.model.datasetinfo import load_dataset
+    from upcall.workflows.search_space import fitting_networks
+
+    names = settings.networks if named else None
+    networks = fitting_networks(load_dataset(settings.dataset), names)
+    return dataclasses.replace(settings, networks=tuple(networks))
+
+
 def run(args: argparse.Namespace) -> int:
     from upcall.engines import options_from_args
     from upcall.workflows.search_study import finished, load_study, write_figures
 
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
     settings = _settings(args, out)
     before = SearchSettings.read(out)
+    where = out / SearchSettings.FILE
+    if before is not None:  # before any work: another DATA or seed must not touch DIR
+        dataclasses.replace(settings, networks=before.networks).check_same(before, where)
+    out.mkdir(parents=True, exist_ok=True)
+    if Path(settings.dataset) != Path(settings.data):
+        make_search_dataset(Path(settings.data), out, settings.seed)
+    settings = _fitting(settings, named=bool(args.networks))
     if before is not None:
-        settings.check_same(before, out / SearchSettings.FILE)
+        settings.check_same(before, where)
     settings.write(out)
     options = options_from_args(args)
     if args.workers > 1 and options.threads is None:  # K workers share the cores

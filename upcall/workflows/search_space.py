@@ -24,7 +24,8 @@ from upcall.errors import UpcallError
 if TYPE_CHECKING:
     import optuna
 
-    from upcall.model.nets import DatasetInfo, Job
+    from upcall.model.datasetinfo import DatasetInfo
+    from upcall.model.nets import Job
 
 TARGETS = ("solver", "job", "network")
 
@@ -71,12 +72,6 @@ class Param:
         if self.integer:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-    def describe(self) -> dict[str, Any]:
-        """As search.json records it."""
-        if self.choices:
-            return {"target": self.target, "choices": list(self.choices)}
-        return {"target": self.target, "low": self.low, "high": self.high, "log": self.log}
 
 
 def search_space(

@@ -272,7 +272,8 @@ def run_trial(trial: optuna.Trial, worker: Worker, engine) -> float:
     Raises ``optuna.TrialPruned`` when the pruner stops it at a validation pass.
     """
     from upcall.engines.loop import watching
-    from upcall.model.nets import load_dataset, write_job
+    from upcall.model.datasetinfo import load_dataset
+    from upcall.model.nets import write_job
     from upcall.workflows.search_space import trial_job
 
     s = worker.settings

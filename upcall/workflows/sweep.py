@@ -66,7 +66,8 @@ def write_jobs(
     A job that cannot be written (one with training results from other settings) is reported
     and left out; the others go on.
     """
-    from upcall.model.nets import load_dataset, make_jobs, write_job
+    from upcall.model.datasetinfo import load_dataset
+    from upcall.model.nets import make_jobs, write_job
     from upcall.model.solver import SolverSettings
 
     folders = []

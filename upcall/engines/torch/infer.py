@@ -47,7 +47,9 @@ class FoldedConv(torch.nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        y = F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
         return F.relu_(y) if self.relu else y  # y is this step's own tensor: safe in place
 
 
@@ -94,7 +96,9 @@ class Plan:
             return None, 1
         chain = [raw[i]]
         bn = raw[i + 1].module
-        if not (isinstance(bn, BatchNorm) and bn.global_stats and raw[i + 1].bottoms == chain[-1].tops):
+        if not (
+            isinstance(bn, BatchNorm) and bn.global_stats and raw[i + 1].bottoms == chain[-1].tops
+        ):
             return None, 1
         chain.append(raw[i + 1])
         scale = None

@@ -48,9 +48,9 @@ class SoftmaxWithLoss(Layer):
         label = _labels(label, scores, self.axis)
         logp = F.log_softmax(scores.float(), dim=self.axis)
         valid = label != self.ignore if self.ignore is not None else None
-        picked = logp.gather(
-            self.axis, (label.clamp(min=0) if valid is not None else label).unsqueeze(self.axis)
-        )
+        # an ignored label (often 255, or -1) may be no class index: gather at 0 instead
+        safe = label.masked_fill(~valid, 0) if valid is not None else label
+        picked = logp.gather(self.axis, safe.unsqueeze(self.axis))
         picked = picked.squeeze(self.axis)
         # Caffe's log(max(p, FLT_MIN)) caps the loss but its gradient is still p - 1: clamp the
         # value only. Written so that huge logits do not cancel to 0 in float32, as
@@ -101,7 +101,7 @@ class InfogainLoss(SoftmaxWithLoss):
         label = _labels(label, scores, self.axis)
         logp = F.log_softmax(scores.float(), dim=self.axis).movedim(self.axis, -1)  # (..., K)
         valid = label != self.ignore if self.ignore is not None else None
-        rows = self.h[label.clamp(min=0) if valid is not None else label]  # (..., K): H[y]
+        rows = self.h[label.masked_fill(~valid, 0) if valid is not None else label]  # H[y]
         clamped = logp - logp.detach() + logp.detach().clamp(min=_LOG_INFOGAIN_MIN)
         per_sample = (rows * clamped).sum(-1)
         if valid is not None:

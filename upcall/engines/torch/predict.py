@@ -46,3 +46,10 @@ class TorchPredictor(Predictor):
                 blob = self.plan.run({name: batch}, outputs=[output])[output]
                 out.append(blob.float().cpu().numpy())
         return np.concatenate(out)
+
+    def sliding(self):
+        """The fully convolutional pass over long images (:mod:`upcall.engines.torch.fcn`),
+        or why this net has none."""
+        from upcall.engines.torch.fcn import SlidingNet
+
+        return SlidingNet.build(self)
