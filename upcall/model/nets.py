@@ -260,7 +260,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a registry network's builder parameter, e.g. width=32 or time_pool=true "
-        "(repeatable; values are JSON numbers, true/false, or text)",
+        "(repeatable; values are JSON numbers, true/false, or text; default: the network's own)",
     )
     parser.add_argument(
         "--solver-type",
@@ -282,7 +282,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="weight the training loss by class: balanced gives class k the weight "
         "n/(K*n_k) from the dataset's training counts; W0,W1 gives them in label order. "
         "Written as Caffe's InfogainLoss (train phase only; the val loss stays unweighted). "
-        "Default none",
+        "(default none)",
     )
     parser.add_argument(
         "--augment",
@@ -293,7 +293,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "shift by up to 2 rows, a time mask of up to 6 columns, a frequency mask of up to 8 "
         "rows, mixing in a not-whale clip of the batch with a weight up to 0.5; p=PROB is "
         "each transform's chance per image (default 0.5), seed=N its seed (default --seed). "
-        "Written as a train-phase Caffe Python layer; time is never mirrored. Default none",
+        "Written as a train-phase Caffe Python layer; time is never mirrored (default none)",
     )
     parser.add_argument("--gpu", action="store_true", help="solver_mode GPU (default CPU)")
     parser.add_argument("--out", help="folder for the job folders")

@@ -112,6 +112,16 @@ class Summary(JsonFile):
     best: Best | None
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning on stderr, once per process (a report reads a job's records more than once)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
+
+
 def read_metrics(job: Path, *, missing_ok: bool = False) -> list[Record]:
     """The records of a job's metrics.jsonl, in order."""
     path = Path(job) / METRICS
@@ -132,10 +142,7 @@ def read_metrics(job: Path, *, missing_ok: bool = False) -> list[Record]:
             value = json.loads(line)
         except json.JSONDecodeError as e:
             if n == len(lines) and not text.endswith("\n"):  # cut short by a crash: drop it
-                print(
-                    f"{path}:{n}: warning: dropped a torn last line (an interrupted write)",
-                    file=sys.stderr,
-                )
+                _warn_once(f"{path}:{n}: warning: dropped a torn last line (an interrupted write)")
                 break
             raise UpcallError(f"{path}:{n}: not a JSON line: {e.msg}") from e
         kind = value.get("kind") if isinstance(value, dict) else None

@@ -72,7 +72,7 @@ def majority_accuracy(labels: np.ndarray) -> float:
 class Scorer:
     """Scores jobs, loading each validation LMDB once (a sweep's jobs share one dataset)."""
 
-    backend: str = "torch"
+    backend: str | None = None  # None: torch where it imports, else real Caffe (needs no torch)
     gpu: int | None = None
     _sets: dict = field(default_factory=dict)  # LMDB path -> (images, labels, names)
     _done: dict = field(default_factory=dict)  # (job, summary mtime) -> ValScores
@@ -98,7 +98,7 @@ class Scorer:
         if source not in self._sets:
             self._sets[source] = _load_val(source)
         images, labels, names = self._sets[source]
-        model = load_predictor(job, backend=self.backend, gpu=self.gpu)
+        model = load_predictor(job, backend=self.backend or _default_backend(), gpu=self.gpu)
         probs = np.concatenate(
             [model.probabilities(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
         )
@@ -109,6 +109,16 @@ class Scorer:
             names=names,
             images=images[:, 0],
         )
+
+
+def _default_backend() -> str:
+    """torch where it can be imported; else pycaffe in the Caffe root, so a machine with Caffe
+    and no torch still gets its report's figures."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "caffe"
+    return "torch"
 
 
 def _load_val(source: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:

@@ -51,9 +51,6 @@ NETWORKS: dict[str, Network] = {
         ),
         _whalenet("whalenet-small", "WhaleNet, width 8, 3 blocks (fastest)", width=8, blocks=3),
         _whalenet("whalenet-wide", "WhaleNet, width 32, 4 blocks", width=32, blocks=4),
-        _whalenet("xp-tp", "xp", width=16, blocks=4, time_pool=True),
-        _whalenet("xp-res", "xp", width=16, blocks=4, convs=2, residual=True, time_pool=True),
-        _whalenet("xp-res24", "xp", width=24, blocks=4, convs=2, residual=True, time_pool=True),
     )
 }
 
