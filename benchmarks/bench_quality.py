@@ -166,7 +166,7 @@ def main() -> None:
 
     print(f"held-out test set: {args.n_test} hard clips (seed {args.seed + 1000}), never trained on")
     print(f"{'N':>6}  {'model':<34} {'AUC':>7} {'rec@P90':>7} {'train s':>8} "
-          f"{'M mult-adds':>11} {'ms/1k clips':>11} {'AUC/baseline':>12}")  # fmt: skip
+          f"{'M mult-adds':>11} {'s/1k clips':>11} {'AUC/baseline':>12}")  # fmt: skip
     for n in map(int, args.sizes.split(",")):
         work = args.work / f"n{n}"
         data = work / "data"
@@ -186,13 +186,13 @@ def main() -> None:
                 job, seconds = train_row(name, keys, data, work, args.seed)
                 cost = f"{mult_adds(job):.1f}"
             slug = name.split(" (")[0].replace(" ", "_").replace("+_", "").replace("×", "x")
-            scores, labels, ms = test_scores(job, test, work / f"{slug}-test.csv")
+            scores, labels, per_1k = test_scores(job, test, work / f"{slug}-test.csv")
             value = auc(scores, labels == 1)
             base_auc = value if keys is None else base_auc
             ratio = f"{value / base_auc:.3f}" if base_auc else "n/a"
             print(
                 f"{n:>6}  {name:<34} {value:>7.4f} {recall_at_precision(scores, labels, 0.9):>7.3f} "
-                f"{seconds:>8.0f} {cost:>11} {ms:>11.0f} {ratio:>12}",
+                f"{seconds:>8.0f} {cost:>11} {per_1k:>11.1f} {ratio:>12}",
                 flush=True,
             )
 
