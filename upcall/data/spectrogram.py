@@ -67,8 +67,9 @@ def power_spectrogram(
 ) -> np.ndarray:
     """One-sided PSD of each clip, as ``matplotlib.mlab.specgram`` computes it.
 
-    Symmetric Hann window (``np.hanning``), no detrending, NFFT 256, overlap 128, scaled by
-    ``1 / (fs * sum(window**2))`` with the non-DC, non-Nyquist bins doubled.
+    Symmetric Hann window (``np.hanning``), no detrending, NFFT 256, ``hop`` 128 samples unless
+    given (mlab's overlap 128), scaled by ``1 / (fs * sum(window**2))`` with the non-DC,
+    non-Nyquist bins doubled.
     ``exact=True`` repeats mlab's floating-point operations so the result is bit-identical;
     ``exact=False`` uses the real FFT (2-3× faster, differs in the last bits).
 
