@@ -14,6 +14,11 @@ from upcall.results.records import (
 )
 
 
+def gap(value: float | None) -> float:
+    """A plotted value; None (not measured) becomes NaN, a gap in the line."""
+    return float("nan") if value is None else value
+
+
 def scale_loss_axis(ax, train: list[TrainRecord], tests: list[TestRecord]) -> None:
     """Scale a loss axis to the training run, not to tests before the first update.
 

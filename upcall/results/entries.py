@@ -100,12 +100,14 @@ def by_network(entries: list[Entry]) -> dict[str, list[Entry]]:
     return out
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+def pct(x: float | None) -> str:
+    """A fraction as a percentage for the page; "–" where there is none."""
+    return "–" if x is None else f"{100 * x:.1f} %"
 
 
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+def num(x: float | None, fmt: str = ".3f") -> str:
+    """A number for the page; "–" where there is none."""
+    return "–" if x is None else format(x, fmt)
 
 
 def questions(entries: list[Entry], threshold: float) -> list[tuple[str, list[str]]]:
@@ -127,11 +129,11 @@ def _best_lrs(nets: dict[str, list[Entry]]) -> list[str]:
             lines.append(f"{net}: no job with a validation AUC yet")
             continue
         others = ", ".join(
-            f"{e.row.base_lr:g}: {_num(e.auc)}" for e in sorted(es, key=_lr) if e is not b
+            f"{e.row.base_lr:g}: {num(e.auc)}" for e in sorted(es, key=_lr) if e is not b
         )
         lines.append(
-            f"{net}: learning rate {b.row.base_lr:g} (AUC {_num(b.auc)}, accuracy "
-            f"{_pct(b.row.final_accuracy)})" + (f"; the others' AUC: {others}" if others else "")
+            f"{net}: learning rate {b.row.base_lr:g} (AUC {num(b.auc)}, accuracy "
+            f"{pct(b.row.final_accuracy)})" + (f"; the others' AUC: {others}" if others else "")
         )
     return lines or ["no network job has finished"]
 
@@ -144,9 +146,9 @@ def _networks(tops: dict[str, Entry], nets: dict[str, list[Entry]], threshold: f
     lines = []
     for net, b in sorted(tops.items(), key=lambda kv: -kv[1].auc):
         lines.append(
-            f"best {net} ({b.job.name}): AUC {_num(b.auc)}, accuracy "
-            f"{_pct(b.row.final_accuracy)}, whale recall {_pct(b.at and b.at.recall)} and "
-            f"precision {_pct(b.at and b.at.precision)} at {threshold:g}, "
+            f"best {net} ({b.job.name}): AUC {num(b.auc)}, accuracy "
+            f"{pct(b.row.final_accuracy)}, whale recall {pct(b.at and b.at.recall)} and "
+            f"precision {pct(b.at and b.at.precision)} at {threshold:g}, "
             f"{b.row.wall_seconds:.0f} s of training"
         )
     ranked = sorted(tops.values(), key=lambda e: -e.auc)
@@ -160,8 +162,8 @@ def _networks(tops: dict[str, Entry], nets: dict[str, list[Entry]], threshold: f
         lines.append("only one network has finished jobs here: nothing to compare it with")
     for e in nets.get("baseline", []):
         lines.append(
-            f"the classical baseline ({e.job.name}): AUC {_num(e.auc)}, accuracy "
-            f"{_pct(e.row.final_accuracy)}"
+            f"the classical baseline ({e.job.name}): AUC {num(e.auc)}, accuracy "
+            f"{pct(e.row.final_accuracy)}"
         )
     return lines or ["no job has finished"]
 
@@ -173,12 +175,12 @@ def _imbalance(entries: list[Entry], tops: dict[str, Entry], threshold: float) -
     top = max(scored, key=lambda e: e.auc)
     n_pos = int((top.val.labels == len(top.val.class_names) - 1).sum())
     lines = [
-        f"the validation set is {_pct(top.majority)} {top.val.class_names[0]} ({n_pos} of "
+        f"the validation set is {pct(top.majority)} {top.val.class_names[0]} ({n_pos} of "
         f"{len(top.val.labels)} clips are {top.val.class_names[-1]}): always answering "
-        f"{top.val.class_names[0]} scores {_pct(top.majority)} accuracy",
-        f"the best model ({top.job.name}) reaches {_pct(top.row.final_accuracy)}, "
+        f"{top.val.class_names[0]} scores {pct(top.majority)} accuracy",
+        f"the best model ({top.job.name}) reaches {pct(top.row.final_accuracy)}, "
         f"{100 * ((top.row.final_accuracy or 0) - top.majority):+.1f} points against that; its AUC "
-        f"is {_num(top.auc)} and it finds {_pct(top.at.recall)} of the whale calls at "
+        f"is {num(top.auc)} and it finds {pct(top.at.recall)} of the whale calls at "
         f"{threshold:g}",
     ]
     near = [e for e in entries if e.majority is not None and e.row.final_accuracy is not None]
@@ -194,7 +196,7 @@ def _imbalance(entries: list[Entry], tops: dict[str, Entry], threshold: float) -
             b = best([e for e in entries if e.balance == bal])
             if b is not None:
                 lines.append(
-                    f"training list balance {bal!r}: best AUC {_num(b.auc)} ({b.job.name}), "
-                    f"whale recall {_pct(b.at and b.at.recall)}"
+                    f"training list balance {bal!r}: best AUC {num(b.auc)} ({b.job.name}), "
+                    f"whale recall {pct(b.at and b.at.recall)}"
                 )
     return lines

@@ -9,17 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from upcall.plotting import png_bytes, pyplot
-from upcall.results.curves import scale_loss_axis
+from upcall.results.curves import gap, scale_loss_axis
 from upcall.results.entries import Entry
 from upcall.results.metrics import auc
 from upcall.results.records import train_records
 from upcall.results.scores import ValScores
 
 DPI = 80
-
-
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value  # a gap in the line
 
 
 def class_histogram(counts: dict[str, dict[str, int]], title: str) -> bytes:
@@ -78,9 +74,9 @@ def network_curves(network: str, entries: list[Entry]) -> bytes:
         line = ax_train.plot([r.epoch for r in train], [r.loss for r in train], label=label)[0]
         style = {"color": line.get_color(), "marker": "."}
         x = [r.epoch for r in tests]
-        ax_val.plot(x, [_nan(r.val_loss) for r in tests], **style)
-        ax_acc.plot(x, [100 * _nan(r.val_accuracy) for r in tests], **style)
-        ax_auc.plot(x, [_nan(r.val_auc) for r in tests], **style)
+        ax_val.plot(x, [gap(r.val_loss) for r in tests], **style)
+        ax_acc.plot(x, [100 * gap(r.val_accuracy) for r in tests], **style)
+        ax_auc.plot(x, [gap(r.val_auc) for r in tests], **style)
     ax_train.set(ylabel="training loss", title=f"{network}: training loss")
     ax_val.set(ylabel="validation loss", title="validation loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy", ylim=(0, 100))
@@ -101,8 +97,8 @@ def against_lr(nets: dict[str, list[Entry]], baseline: list[Entry]) -> bytes:
     for net, es in sorted(nets.items()):
         es = sorted((e for e in es if e.row.base_lr), key=lambda e: e.row.base_lr)
         lrs = [e.row.base_lr for e in es]
-        ax_auc.plot(lrs, [_nan(e.auc) for e in es], marker="o", label=net)
-        ax_acc.plot(lrs, [100 * _nan(e.row.final_accuracy) for e in es], marker="o", label=net)
+        ax_auc.plot(lrs, [gap(e.auc) for e in es], marker="o", label=net)
+        ax_acc.plot(lrs, [100 * gap(e.row.final_accuracy) for e in es], marker="o", label=net)
     for e in baseline:
         for ax, v in (
             (ax_auc, e.auc),

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 
 from upcall.results import figures
-from upcall.results.entries import Entry, best, by_network, questions
+from upcall.results.entries import Entry, best, by_network, num, pct, questions
 
 REFRESH_SECONDS = 30
 
@@ -32,14 +32,6 @@ img { max-width: 100%; display: block; margin: 0.5em 0; }
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f} %"
-
-
-def _num(x: float | None, fmt: str = ".3f") -> str:
-    return "–" if x is None else format(x, fmt)
 
 
 HEAD = (
@@ -62,10 +54,10 @@ def table(entries: list[Entry], threshold: float) -> str:
             lines.append(_tr(cells, "pending"))
             continue
         cells = [
-            e.job.name, r.network, r.engine, _num(r.base_lr, "g"), _num(r.epochs, ".2f"),
-            _pct(r.final_accuracy), _pct(e.majority), _num(r.final_auc), _num(r.best_auc),
-            _pct(e.at and e.at.recall), _pct(e.at and e.at.precision),
-            f"{r.wall_seconds:.0f} s", _num(r.images_per_second, ".0f"),
+            e.job.name, r.network, r.engine, num(r.base_lr, "g"), num(r.epochs, ".2f"),
+            pct(r.final_accuracy), pct(e.majority), num(r.final_auc), num(r.best_auc),
+            pct(e.at and e.at.recall), pct(e.at and e.at.precision),
+            f"{r.wall_seconds:.0f} s", num(r.images_per_second, ".0f"),
         ]  # fmt: skip
         lines.append(_tr(cells, "best" if e is top else ""))
     lines.append("</table>")

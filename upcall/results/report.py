@@ -20,7 +20,7 @@ from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.model.jobconfig import JobConfig
 from upcall.plotting import pyplot, save_png
-from upcall.results.curves import scale_loss_axis
+from upcall.results.curves import gap, scale_loss_axis
 from upcall.results.records import (
     SUMMARY,
     TestRecord,
@@ -173,18 +173,14 @@ def plot_comparison(jobs: dict[Path, list[TestRecord]], out: Path) -> None:
     for job, tests in jobs.items():
         all_tests += tests
         epochs = [r.epoch for r in tests]
-        ax_auc.plot(epochs, [_nan(r.val_auc) for r in tests], marker=".", label=job.name)
-        ax_loss.plot(epochs, [_nan(r.val_loss) for r in tests], marker=".", label=job.name)
+        ax_auc.plot(epochs, [gap(r.val_auc) for r in tests], marker=".", label=job.name)
+        ax_loss.plot(epochs, [gap(r.val_loss) for r in tests], marker=".", label=job.name)
     ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
     scale_loss_axis(ax_loss, [], all_tests)
     ax_auc.legend(fontsize="small")
     fig.tight_layout()
     save_png(fig, out, dpi=80)
-
-
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value  # a gap in the line
 
 
 def make_report(

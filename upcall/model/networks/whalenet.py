@@ -1,4 +1,4 @@
-"""WhaleNet: a small CNN for the native 129×30 spectrogram (no resize, no crop).
+"""WhaleNet: a small CNN for native-size spectrograms (129×30 tutorial, 65×59 fine; no resize, no crop).
 
 Design, for right-whale up-calls (≈1 s sweeps rising through 50–250 Hz, i.e. rows ≈6–32 of the
 129 rows of 7.8 Hz, about half of the 30 time columns):
