@@ -10,11 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from tinydata import level_dataset
 
-from upcall.data.dataset import DatasetSettings, build_dataset
 from upcall.engines import get_engine
 from upcall.engines.caffe.log import LogState
 from upcall.errors import UpcallError
@@ -93,20 +91,7 @@ random_seed: 1
 def dataset(tmp_path_factory):
     """12 training and 4 validation spectrogram-sized images, the classes told apart by level."""
     root = tmp_path_factory.mktemp("caffe-engine")
-    rng = np.random.default_rng(0)
-    (root / "png").mkdir()
-    lines = []
-    for i in range(16):
-        image = (rng.integers(0, 100, (129, 30)) + 100 * (i % 2)).astype(np.uint8)
-        Image.fromarray(image).save(root / "png" / f"{i}.png")
-        lines.append(f"{root / 'png' / f'{i}.png'} {i % 2}\n")
-    lists = root / "lists"
-    lists.mkdir()
-    (lists / "train.txt").write_text("".join(lines[:12]))
-    (lists / "val.txt").write_text("".join(lines[12:]))
-    (lists / "labels.txt").write_text("not-whale\nwhale\n")
-    build_dataset(lists, out=root / "ds", settings=DatasetSettings(size=None, workers=1))
-    return root / "ds"
+    return level_dataset(root, [i % 2 for i in range(16)])
 
 
 def make_job(job: Path, dataset: Path, *, max_iter: int, every: int = 3) -> Path:

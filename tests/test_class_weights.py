@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 from google.protobuf import text_format
-from PIL import Image
+from tinydata import level_dataset
 
-from upcall.data.dataset import DatasetSettings, build_dataset
 from upcall.engines import get_engine
 from upcall.engines.torch import CaffeNet, CaffeSolver, load_caffemodel, save_caffemodel
 from upcall.errors import UpcallError
@@ -229,20 +228,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip1" bottom: "label" top: 
 def weighted_job_source(tmp_path_factory):
     """A 12/4-image dataset (9 not-whale : 3 whale in training) and the tiny network."""
     root = tmp_path_factory.mktemp("class-weights")
-    rng = np.random.default_rng(0)
-    (root / "png").mkdir()
-    labels = [0, 0, 0, 1] * 3 + [0, 1, 0, 1]
-    lines = []
-    for i, label in enumerate(labels):
-        image = (rng.integers(0, 100, (129, 30)) + 100 * label).astype(np.uint8)
-        Image.fromarray(image).save(root / "png" / f"{i}.png")
-        lines.append(f"{root / 'png' / f'{i}.png'} {label}\n")
-    lists = root / "lists"
-    lists.mkdir()
-    (lists / "train.txt").write_text("".join(lines[:12]))
-    (lists / "val.txt").write_text("".join(lines[12:]))
-    (lists / "labels.txt").write_text("not-whale\nwhale\n")
-    build_dataset(lists, out=root / "ds", settings=DatasetSettings(size=None, workers=1))
+    level_dataset(root, [0, 0, 0, 1] * 3 + [0, 1, 0, 1])
     (root / "tiny.prototxt").write_text(TINY_NET)
     return root
 
