@@ -30,3 +30,26 @@ def caffe():
             pytest.fail(f"UPCALL_REQUIRE_CAFFE=1 but {e}")
         pytest.skip(str(e))
     return caffe_module
+
+
+@pytest.fixture(scope="session")
+def tiny_job(tmp_path_factory):
+    """test_train's tiny network trained for 6 iterations on the torch engine; shared by the
+    export and detection tests, which only read it."""
+    from test_train import make_job
+
+    from upcall.engines import get_engine
+
+    job = make_job(tmp_path_factory.mktemp("tiny-job"), max_iter=6)
+    get_engine("torch", threads=1).train(job)
+    return job
+
+
+@pytest.fixture(scope="session")
+def easy_recording(tmp_path_factory):
+    """Two minutes of easy synthetic recording (rec.wav) with its truth table beside it."""
+    from upcall.audio.recording import RecordingSettings, write_recording
+
+    out = tmp_path_factory.mktemp("rec") / "rec.wav"
+    write_recording(out, RecordingSettings(minutes=2.0, seed=3, difficulty="easy"))
+    return out

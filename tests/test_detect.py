@@ -6,31 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from test_train import make_job
 
 from upcall.audio.raven import Selection, read_table
-from upcall.audio.recording import RecordingSettings, write_recording
 from upcall.cli import main
 from upcall.detect import events, stream
 from upcall.detect.evaluate import evaluate, load, recording_key
 from upcall.detect.run import DetectSettings, detect, detect_file
 from upcall.detect.score import Scorer
-from upcall.engines import get_engine
 from upcall.errors import BatchFailed, UpcallError
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    job = make_job(tmp_path_factory.mktemp("detect"), max_iter=6)
-    get_engine("torch", threads=1).train(job)
-    return job
+@pytest.fixture(scope="session")
+def job(tiny_job):
+    return tiny_job  # conftest: shared with the export and other detection tests
 
 
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rec") / "rec.wav"
-    write_recording(out, RecordingSettings(minutes=2.0, seed=3, difficulty="easy"))
-    return out
+@pytest.fixture(scope="session")
+def recording(easy_recording):
+    return easy_recording
 
 
 def settings(job, **kw):

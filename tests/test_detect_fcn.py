@@ -12,7 +12,6 @@ import pytest
 from test_detect import job  # noqa: F401  (a tutorial-mode job: falls back to per-window)
 
 from upcall.audio.raven import read_table
-from upcall.audio.recording import RecordingSettings, write_recording
 from upcall.detect import stream
 from upcall.detect.run import DetectSettings, detect, detect_file
 from upcall.detect.score import Scorer, band_power, span_band_power
@@ -48,12 +47,6 @@ def fine_job(tmp_path_factory):
     upcall("train", trained, "--engine", "torch", "--threads", 1)
     return trained
 
-
-@pytest.fixture(scope="module")
-def easy_recording(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rec") / "rec.wav"
-    write_recording(out, RecordingSettings(minutes=2.0, seed=3, difficulty="easy"))
-    return out
 
 
 def scores(model, rec, scoring):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from test_detect import job, recording  # noqa: F401  (module-scoped fixtures)
+from test_detect import job, recording  # noqa: F401  (fixtures)
 from test_layering import block_torch
 
 from upcall.audio.raven import read_table

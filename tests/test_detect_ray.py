@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_detect import job, recording  # noqa: F401  (module-scoped fixtures)
+from test_detect import job, recording  # noqa: F401  (fixtures)
 
 from upcall.detect.run import detect
 from upcall.errors import BatchFailed, UpcallError

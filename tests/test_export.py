@@ -30,11 +30,9 @@ ATOL = 1e-5  # float32 on both sides, summed in different orders
 SPREAD = 40.0  # network inputs: uint8 pixels less the mean spread about this much
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    job = make_job(tmp_path_factory.mktemp("export"), max_iter=6)
-    get_engine("torch", threads=1).train(job)
-    return job
+@pytest.fixture(scope="session")
+def trained(tiny_job):
+    return tiny_job  # conftest: shared with the detection tests
 
 
 @pytest.fixture(scope="module")
