@@ -4,7 +4,8 @@
     python preprocess-aiff.py [DATA_DIR] [upcall spectrograms options]
 
 With no DATA_DIR it converts data/train and data/test, writing trainK.png beside trainK.aiff,
-as the tutorial's script did (same pixels: the default mode is "tutorial").
+as the tutorial's script did (same pixels: the default mode is "tutorial"). Run by a Python
+without upcall's packages it says, in one line, to run `make venv` and use .venv/bin/python.
 """
 
 import sys
@@ -13,10 +14,10 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upcall.cli import main
+from upcall.door import run
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     if not args or args[0].startswith("-"):
         args = ["data", *args]
-    sys.exit(main(["spectrograms", *args]))
+    sys.exit(run("spectrograms", args, script="preprocess-aiff.py"))

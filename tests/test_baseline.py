@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,52 @@ def test_a_model_from_another_scikit_learn_is_a_one_line_error(job, tmp_path):
     message = str(e.value)
     assert "\n" not in message and "model.pkl" in message and "scikit-learn" in message
     assert JobConfig.read(copy).network_source["sklearn"] in message
+
+
+def test_template_correlation_is_skimages_match_template(easy):
+    """One matrix product for all templates gives match_template's maxima and positions,
+    including its zero where a window is flat (a constant patch of the image)."""
+    from skimage.feature import match_template
+
+    from upcall.audio.clip import read_clip
+    from upcall.classical.features import enhance, log_power, match, one_thread
+
+    s = FeatureSettings()
+    clips = sorted((easy / "train").glob("*.aiff"))[:24]
+    images = [enhance(log_power(read_clip(p)), s) for p in clips]
+    h, w = s.template_shape
+    bank = np.stack(
+        [
+            im[0][r : r + h, c : c + w]
+            for im, r, c in zip(images[:8], range(8), range(0, 32, 4), strict=True)
+        ]
+    )
+    flat = images[8][0].copy()
+    flat[:, :30] = 1.5  # every window in the left half is flat: no correlation defined there
+    for image in [flat] + [im for pair in images[9:] for im in pair]:
+        with one_thread():
+            got = match(image, bank)
+        for k, template in enumerate(bank):
+            ncc = match_template(image, template)
+            r, c = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+            assert (got[k, 1], got[k, 2]) == (r, c)
+            assert abs(got[k, 0] - ncc[r, c]) <= 1e-5
+
+
+def test_the_command_writes_progress_lines_to_a_log(easy, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, UPCALL_PROGRESS="lines:0")
+    out = tmp_path / "baseline"
+    cmd = [sys.executable, "-m", "upcall", "baseline", str(easy), "--out", str(out)]
+    done = subprocess.run(
+        [*cmd, "--templates", "4"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    # each step a line per few percent, then its total: the candidates ranked on the training
+    # clips left (540 less 48), the features of all 600
+    for step, n in (("templates", 492), ("features", 600)):
+        assert re.search(rf"^{step}: \d+% \(\d+/{n} clips\), .* ETA ", done.stderr, re.M)
+        assert f"\n{step}: {n}/{n} clips done in " in done.stderr, done.stderr

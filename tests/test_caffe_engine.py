@@ -60,7 +60,7 @@ layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAI
   data_param { source: "DS/train_db" backend: LMDB batch_size: 4 } }
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
   transform_param { mean_file: "DS/mean.binaryproto" scale: 0.00390625 }
-  data_param { source: "DS/val_db" backend: LMDB batch_size: 2 } }
+  data_param { source: "DS/val_db" backend: LMDB batch_size: VAL_BATCH } }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   convolution_param { num_output: 4 kernel_size: 5 stride: 4 weight_filler { type: "xavier" } } }
 layer { name: "ip1" type: "InnerProduct" bottom: "conv1" top: "ip1"
@@ -68,6 +68,13 @@ layer { name: "ip1" type: "InnerProduct" bottom: "conv1" top: "ip1"
 layer { name: "accuracy" type: "Accuracy" bottom: "ip1" bottom: "label" top: "accuracy"
   include { phase: TEST } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip1" bottom: "label" top: "loss" }
+"""
+# the same net for `upcall classify`: an Input layer for the Data layers, a Softmax for the loss
+DEPLOY = TRAIN_VAL.split('layer { name: "conv1"')[1].split('layer { name: "accuracy"')[0]
+DEPLOY = f"""name: "tiny"
+layer {{ name: "data" type: "Input" top: "data"
+  input_param {{ shape {{ dim: 1 dim: 1 dim: 129 dim: 30 }} }} }}
+layer {{ name: "conv1"{DEPLOY}layer {{ name: "prob" type: "Softmax" bottom: "ip1" top: "prob" }}
 """
 
 SOLVER = """net: "train_val.prototxt"
@@ -94,11 +101,22 @@ def dataset(tmp_path_factory):
     return level_dataset(root, [i % 2 for i in range(16)])
 
 
-def make_job(job: Path, dataset: Path, *, max_iter: int, every: int = 3) -> Path:
+def make_job(
+    job: Path,
+    dataset: Path,
+    *,
+    max_iter: int,
+    every: int = 3,
+    val_batch: int = 2,
+    test_iter: int = 2,
+) -> Path:
     """A job directory; ``every``: the test and snapshot interval."""
     job.mkdir(exist_ok=True)
-    (job / "train_val.prototxt").write_text(TRAIN_VAL.replace("DS", str(dataset)))
+    net = TRAIN_VAL.replace("DS", str(dataset)).replace("VAL_BATCH", str(val_batch))
+    (job / "train_val.prototxt").write_text(net)
+    (job / "deploy.prototxt").write_text(DEPLOY)
     solver = SOLVER.replace("MAX_ITER", str(max_iter)).replace(": 3\n", f": {every}\n")
+    solver = solver.replace("test_iter: 2\n", f"test_iter: {test_iter}\n")
     (job / "solver.prototxt").write_text(solver)
     (job / "config.json").write_text(json.dumps({"network": "tiny", "dataset": str(dataset)}))
     return job
@@ -190,7 +208,7 @@ def test_errors_are_one_line(caffe, dataset, tmp_path):
         get_engine("caffe", gpu=0).train(job)
     # A kernel taller than the 129-row images: Caffe's own shape check stops it.
     (job / "train_val.prototxt").write_text(
-        TRAIN_VAL.replace("kernel_size: 5", "kernel_size: 200").replace("DS", str(dataset))
+        (job / "train_val.prototxt").read_text().replace("kernel_size: 5", "kernel_size: 200")
     )
     with pytest.raises(
         UpcallError,

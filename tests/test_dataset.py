@@ -167,6 +167,8 @@ def test_dataset_json(lists, tmp_path):
         "files": {},  # lists.json written before list digests were recorded
         "augmented": None,  # not made by `upcall augment`
         "augmented_from": None,
+        "labels_digest": None,  # written before lists recorded what they were made from
+        "clips_digest": None,
     }
     assert (tmp_path / "ds/labels.txt").read_text() == "not-whale\nwhale\n"
     x, _ = load_db(tmp_path / "ds/train_db")
@@ -262,7 +264,7 @@ def test_bad_lists_and_settings(lists, tmp_path):
         build_dataset(lists, out=tmp_path / "ds")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine/notes.txt").write_text("keep me")
-    with pytest.raises(UpcallError, match="is not an upcall dataset; refusing"):
+    with pytest.raises(UpcallError, match=r"not a folder made by upcall lmdb .*; refusing"):
         build_dataset(lists, out=tmp_path / "mine")
     assert parse_size("256x128") == (128, 256) and parse_size("native") is None
     with pytest.raises(UpcallError, match="--size must be WIDTHxHEIGHT"):

@@ -31,7 +31,10 @@ def test_tiny_demo_end_to_end_then_rerun_skips(tmp_path, capsys):
         with Image.open(path) as im:
             assert im.format == "PNG"
     assert (out / "dataset" / "dataset.json").exists() and (out / "report.csv").exists()
+    page = (out / "report.html").read_text()  # the page `upcall report` writes
+    assert '<td class="name">whalenet-lr0.01</td>' in page and "whale recall" in page
     printed = capsys.readouterr().out
+    assert f"report:         {out / 'report.html'}" in printed
     assert f"curves:         {job / 'curves.png'}" in printed and "validation AUC:" in printed
     assert re.search(r"held-out test AUC: [01]\.\d{4} on 30 clips never used", printed)
     modified = (job / "summary.json").stat().st_mtime_ns

@@ -48,7 +48,6 @@ def fine_job(tmp_path_factory):
     return trained
 
 
-
 def scores(model, rec, scoring):
     s = DetectSettings(str(model), "w", 0.5, 0.512, 0, 1, scoring)
     return detect_file(Scorer(model), rec, s, block_s=37.0)[2]  # blocks shorter than a span
@@ -107,3 +106,32 @@ def test_band_power_of_a_span_equals_per_window_band_power(rng):
         (span,) = list(stream.spans(iter([x]), step=step, batch=10_000))
         view = np.lib.stride_tricks.sliding_window_view(span.samples, 4000)[::step][: span.count]
         np.testing.assert_allclose(span_band_power(span, step), band_power(view), rtol=1e-9)
+
+
+def test_onnx_export_scores_fully_convolutionally_as_the_job(fine_job, easy_recording, tmp_path):
+    """The export of an FCN-capable job takes the same pass (its graph cut at the last pooling):
+    the same detections through `upcall detect` as the job folder, not per-window ones."""
+    model = tmp_path / "model.onnx"
+    upcall("export", fine_job, "--format", "onnx", "--out", model)
+    outs = {}
+    for name, source in (("job", fine_job), ("onnx", model)):
+        done = subprocess.run(
+            [sys.executable, "-m", "upcall", "detect", str(source), str(easy_recording),
+             "--out", str(tmp_path / name), "--threshold", "0.3", "--scores"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "fully convolutional scoring" in done.stderr
+        outs[name] = tmp_path / name
+    job_s, onnx_s = (DetectSettings.require(outs[n]) for n in ("job", "onnx"))
+    assert job_s.scoring == onnx_s.scoring == "fully-convolutional"
+    assert job_s.step_s == onnx_s.step_s == 0.512
+
+    def scores(out):
+        return np.loadtxt(out / "rec.wav.scores.csv", delimiter=",", skiprows=1)[:, 1]
+
+    assert np.abs(scores(outs["job"]) - scores(outs["onnx"])).max() <= 1e-5
+    rows = [read_table(outs[n] / "rec.wav.detections.txt") for n in ("job", "onnx")]
+    assert rows[0] and [(r.begin_s, r.end_s) for r in rows[0]] == [
+        (r.begin_s, r.end_s) for r in rows[1]
+    ]

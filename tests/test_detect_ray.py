@@ -94,7 +94,7 @@ def test_ray_run_writes_the_local_runs_bytes_and_resumes(cluster, job, recording
          "--threshold", "0.0", "--scores", "--ray", cluster],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert done.returncode == 1 and "1 of 1 recordings failed" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1 and "1 of 3 recordings failed" in done.stderr, done.stderr[-2000:]
     assert "2 recording(s) already done" in done.stderr and "Traceback" not in done.stderr
     assert (remote / "a.wav.detections.txt").stat().st_mtime_ns == mtime
     assert files_of(remote) == want

@@ -317,3 +317,35 @@ def test_cli_list_and_one_line_errors(stub, capsys):
     assert main(["digits", "status", "gone", "--digits-url", stub.url]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Job not found." in err
+
+
+def test_submit_bad_files_and_urls_are_one_line(tmp_path):
+    """`upcall digits submit` (the real command): a non-UTF-8 request file, a `<` file that is
+    not text, and URLs that are no URLs are each one line, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    good = tmp_path / "ds.toml"
+    good.write_text('dataset_name = "d"\nmethod = "textfile"\n')
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes('dataset_name = "caf\u00e9"\n'.encode("latin-1"))
+    (tmp_path / "net.bin").write_bytes(b"\xff\xfe\x00binary")
+    binary = tmp_path / "binary.toml"
+    binary.write_text(f'model_name = "m"\ncustom_network = "<{tmp_path / "net.bin"}"\n')
+    unused = "http://127.0.0.1:9"  # never reached: the files are refused first
+    cases = [
+        ([str(latin), "--digits-url", unused], f"{latin}: not UTF-8 text (byte 19)"),
+        ([str(binary), "--digits-url", unused], "custom_network: " + str(tmp_path / "net.bin")),
+        ([str(good), "--digits-url", "notaurl"], "--digits-url 'notaurl': not an http://"),
+        ([str(good), "--digits-url", "http://[::1"], "--digits-url 'http://[::1': not a URL"),
+        ([str(good), "--digits-url", "http://host:port"], "--digits-url 'http://host:port'"),
+        ([str(good), "--digits-url", "ftp://x"], "not an http:// or https:// URL"),
+    ]
+    for argv, expected in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "upcall", "digits", "submit", *argv],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        err = done.stderr.strip()
+        assert done.returncode == 1 and len(err.splitlines()) == 1, (argv, err)
+        assert expected in err and "Traceback" not in err, (argv, err)

@@ -120,7 +120,7 @@ def wait_for(client, job_id: str, statuses=("Done", "Error", "Aborted"), timeout
 def trained(images, tmp_path_factory):
     """A jobs folder with a built dataset and two trained models (lr 0.01, 0.001)."""
     jobs = tmp_path_factory.mktemp("jobs")
-    app = make_app(jobs)
+    app = make_app(jobs, data_roots=[images])
     client = app.test_client()
     r = client.post("/login", data={"username": "fred"})
     assert r.status_code == 302 and "username=fred" in r.headers["Set-Cookie"]
@@ -148,7 +148,7 @@ def trained(images, tmp_path_factory):
 
 
 def test_login_and_error_shapes(images, tmp_path):
-    client = make_app(tmp_path / "jobs").test_client()
+    client = make_app(tmp_path / "jobs", data_roots=[images]).test_client()
     # No username: 401 with DIGITS's error JSON, before the job is looked up.
     r = client.post("/datasets/images/classification.json", data=dataset_form(images))
     assert r.status_code == 401
@@ -180,7 +180,7 @@ def test_login_and_error_shapes(images, tmp_path):
 
 def test_dataset_from_server_paths_squashed(images, tmp_path):
     """Server-local lists (textfile_use_local_files=y), 256×256 squash: upcall's LMDB build."""
-    app = make_app(tmp_path / "jobs")
+    app = make_app(tmp_path / "jobs", data_roots=[images])
     client = app.test_client()
     form = {
         "username": "fred",
@@ -305,13 +305,16 @@ def _post(url: str, form: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_killed_mid_job_becomes_error(trained, tmp_path):
-    """The server killed (SIGKILL) while training: the restarted server says Error, with why."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_killed_mid_job_becomes_error(trained, tmp_path, sig):
+    """The server killed (SIGKILL) while training: its training child goes within 5 s and the
+    restarted server says Error, with why. Stopped by SIGTERM (`timeout`, systemd), it stops
+    like a Ctrl-C: the running job Aborted, the child ended, the queued job kept."""
     jobs = tmp_path / "jobs"
     shutil.copytree(trained["jobs"] / trained["dataset"], jobs / trained["dataset"])
     port = _free_port()
-    code = f"from upcall.digits.server import serve; serve('127.0.0.1', {port}, {str(jobs)!r})"
-    server = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    serve = ["digits", "serve", "--port", str(port), "--jobs-dir", str(jobs)]
+    server = subprocess.Popen([sys.executable, "-m", "upcall", *serve], stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -335,20 +338,25 @@ def test_killed_mid_job_becomes_error(trained, tmp_path):
             time.sleep(0.05)  # the training child is in the run loop
         assert is_locked(jobs / job["id"] / TRAIN_LOCK)
     finally:
-        os.kill(server.pid, signal.SIGKILL)
+        os.kill(server.pid, sig)
         server.wait()
+    assert server.returncode == -sig
     # The training child died with the server (it holds the job's train lock while it lives).
-    end = time.monotonic() + 10
+    end = time.monotonic() + 5
     while is_locked(jobs / job["id"] / TRAIN_LOCK) and time.monotonic() < end:
         time.sleep(0.05)
     assert not is_locked(jobs / job["id"] / TRAIN_LOCK)
     app = make_app(jobs)
     client = app.test_client()
     status = client.get(f"/jobs/{job['id']}/status").get_json()
-    assert status["status"] == "Error"
-    assert status["error"] == "the server stopped while this job was running"
+    if sig == signal.SIGTERM:
+        assert status["status"] == "Aborted", status
+    else:
+        assert status["status"] == "Error"
+        assert status["error"] == "the server stopped while this job was running"
     # The job queued behind it (Waiting) is queued again and trained.
-    assert wait_for(client, queued["id"])["status"] == "Done"
+    status = wait_for(client, queued["id"])
+    assert status["status"] == "Done", status
     app.extensions["upcall_digits"].shutdown()
 
 
@@ -375,7 +383,7 @@ def test_html_page_in_chromium(trained, tmp_path):
 
 def test_real_caffe_engine(caffe, images, tmp_path):
     """`serve --engine caffe`: real Caffe trains the job, pycaffe classifies with it."""
-    app = make_app(tmp_path / "jobs", engine="caffe")
+    app = make_app(tmp_path / "jobs", engine="caffe", data_roots=[images])
     client = app.test_client()
     client.post("/login", data={"username": "fred"})
     ds = client.post("/datasets/images/classification.json", data=dataset_form(images)).get_json()
@@ -440,3 +448,93 @@ def test_bad_numbers_rename_and_store_races(trained, images, tmp_path):
     with pytest.raises(DatasetAborted):
         build_dataset_job(jobs, replace(jobs.get(rec.id), form=form))
     assert not (jobs.folder(rec.id) / ".build").exists()
+
+
+def test_login_redirects_only_to_local_paths(tmp_path):
+    """`POST /login?next=...` (real HTTP): off-site targets become "/", local paths stay."""
+    import http.client
+
+    from test_digits_paths import served
+
+    with served(make_app(tmp_path / "jobs", data_roots=[tmp_path])) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for target, expected in [
+            ("//evil.com", "/"), ("/\\evil.com", "/"), ("\\\\evil.com", "/"),
+            ("javascript:alert(1)", "/"), ("http://evil.com/", "/"), ("https:evil.com", "/"),
+            ("/\t/evil.com", "/"), (" //evil.com", "/"), ("evil.com", "/"),
+            ("/models/20260101-000000-abcd?x=1", "/models/20260101-000000-abcd?x=1"),
+        ]:  # fmt: skip
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            query = urllib.parse.urlencode({"next": target})
+            conn.request("POST", f"/login?{query}", body="username=fred",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+            answer = conn.getresponse()
+            assert (answer.status, answer.getheader("Location")) == (302, expected), target
+            conn.close()
+
+
+def test_classify_paths_only_under_data_roots(trained, images, tmp_path):
+    """classify_many / classify_one (real HTTP) on a path outside --data-root, missing, a
+    folder, or a symlink out: one and the same 400, whichever it is; inside: classified."""
+    from test_digits_paths import post, served
+
+    from upcall.digits.paths import NOT_READABLE
+
+    model = trained["models"][0]
+    Image.open(images / "img1.png").save(tmp_path / "outside.png")  # a real image, outside
+    link = images / "link-out.png"
+    link.symlink_to(tmp_path / "outside.png")
+    many = "/models/images/classification/classify_many.json"
+    one = "/models/images/classification/classify_one.json"
+    try:
+        with served(trained["app"], shutdown=False) as url:
+            probes = ["/root", "/etc", "/etc/passwd", str(images / "missing.png"), str(images),
+                      str(tmp_path / "outside.png"), str(link), "/nonexistent/x.png"]  # fmt: skip
+            answers = set()
+            for p in probes:
+                files = {"image_list": ("list.txt", f"{p} 0\n".encode())}
+                answers.add(post(url + many, {"job_id": model}, files))
+            assert len(answers) == 1 and next(iter(answers))[0] == 400, answers
+            assert json.loads(next(iter(answers))[1]) == {
+                "errors": {"image_list": [f"line 1: {NOT_READABLE}"]}
+            }
+            answers = {post(url + one, {"job_id": model, "image_path": p}) for p in probes}
+            assert len(answers) == 1 and next(iter(answers))[0] == 400
+            assert json.loads(next(iter(answers))[1]) == {"errors": {"image_path": [NOT_READABLE]}}
+            files = {"image_list": ("list.txt", b"img0.png 0\n")}
+            status, body = post(url + many, {"job_id": model, "image_folder": str(images)}, files)
+            assert status == 200 and set(json.loads(body)["classifications"]) == {"img0.png"}
+            status, body = post(
+                url + one, {"job_id": model, "image_path": str(images / "img0.png")}
+            )
+            assert status == 200 and len(json.loads(body)["predictions"]) == 2
+    finally:
+        link.unlink()
+
+
+def test_custom_network_naming_server_files_is_refused(trained, tmp_path):
+    """A custom net whose InfogainLoss reads a server file, or with a Python layer (a module
+    file): 400 "Bad network" naming the layer, no job made; a 300 kB error stays short."""
+    from test_digits_paths import post, served
+
+    secret = tmp_path / "secret.binaryproto"
+    secret.write_bytes(b"\x00" * 64)
+    infogain = TINY.replace(
+        'type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss"',
+        f'type: "InfogainLoss" bottom: "fc" bottom: "label" top: "loss" '
+        f'infogain_loss_param {{ source: "{secret}" }}',
+    )
+    python = TINY + 'layer { name: "py" type: "Python" bottom: "fc" top: "py" python_param { module: "os" layer: "system" } }\n'  # fmt: skip
+    route = "/models/images/classification.json"
+    with served(trained["app"], shutdown=False) as url:
+        before = urllib.request.urlopen(url + "/index.json").read()
+        for net, layer in ((infogain, "'loss' (InfogainLoss)"), (python, "'py' (Python)")):
+            form = model_form(trained["dataset"], custom_network=net, username="mallory")
+            status, body = post(url + route, form)
+            assert status == 400, body
+            (message,) = json.loads(body)["errors"]["custom_network"]
+            assert message.startswith(f"Bad network: layer {layer} reads a file on the server")
+        form = model_form(trained["dataset"], custom_network="x" * 300_000, username="mallory")
+        status, body = post(url + route, form)
+        assert status == 400 and len(body) < 2000 and b"Not a valid NetParameter" in body
+        assert urllib.request.urlopen(url + "/index.json").read() == before  # no job made

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_caffe_engine import dataset, make_job  # noqa: F401  (dataset is a fixture)
 
@@ -64,16 +65,7 @@ def test_every_engine_writes_the_same_job_directory(engine_name, dataset, tmp_pa
     assert all(r.val_auc is not None and r.recall for r in records if r.kind == "test")
     expected = {
         "train": ["epoch", "format", "iter", "kind", "loss", "lr"],
-        "test": [
-            "epoch",
-            "format",
-            "iter",
-            "kind",
-            "recall",
-            "val_accuracy",
-            "val_auc",
-            "val_loss",
-        ],
+        "test": expected_test_fields(),
         "train_iters": [0, 2, 4],
         "test_iters": [0, 3, 6],
         "summary": [
@@ -111,9 +103,132 @@ def test_every_engine_writes_the_same_job_directory(engine_name, dataset, tmp_pa
     assert get_engine(engine_name).status(job) is JobStatus.DONE
 
 
-
 def expected_test_fields() -> list[str]:
-    return ["epoch", "format", "iter", "kind", "recall", "val_accuracy", "val_auc", "val_loss"]
+    return [
+        "caffe_logged",
+        "clips",
+        "epoch",
+        "format",
+        "iter",
+        "kind",
+        "recall",
+        "val_accuracy",
+        "val_auc",
+        "val_loss",
+    ]
+
+
+# --- each validation clip once ----------------------------------------------------------------
+
+VAL_LABELS = [int(i % 4 == 0) for i in range(150)]  # 38 whales among 150 validation clips
+
+
+@pytest.fixture(scope="module")
+def val150(tmp_path_factory):
+    """12 training clips and 150 validation clips whose classes overlap (a level of 2 grey in
+    noise of 0..99), so the figures of a briefly trained net are neither 0 nor 1."""
+    from tinydata import level_dataset
+
+    root = tmp_path_factory.mktemp("val150")
+    level_dataset(root, [i % 2 for i in range(12)] + VAL_LABELS, level=2)
+    return root
+
+
+def classified(job: Path, root: Path, tmp_path: Path, *backend: str):
+    """`upcall classify` on the 150 validation PNGs: the PNGs, (N, 2) probabilities, labels."""
+    lines = (root / "lists" / "val.txt").read_text().splitlines()
+    pngs = [line.rsplit(" ", 1)[0] for line in lines]
+    out = tmp_path / "classified.csv"
+    assert cli.main(["classify", str(job), *pngs, *backend, "--csv", str(out)]) == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == pngs
+    scores = np.array([[float(r[2]), float(r[3])] for r in rows])
+    return pngs, scores, np.array([int(line.rsplit(" ", 1)[1]) for line in lines])
+
+
+def test_validation_figures_count_each_clip_once(engine_name, val150, tmp_path, capsys):
+    """150 validation clips, batch 100: Caffe's test pass (test_iter 2) scores 200 and counts the
+    first 50 twice; the recorded figures are `classify`'s on the 150 clips, exactly."""
+    from upcall.results.metrics import evaluate
+    from upcall.results.scores import Scorer
+
+    job = make_job(tmp_path / "job", val150 / "ds", max_iter=6, val_batch=100)
+    assert cli.main(["train", str(job), "--engine", engine_name, "--threads", "1"]) == 0
+    tests = [r for r in read_metrics(job) if r.kind == "test"]
+    assert [(r.iter, r.clips) for r in tests] == [(0, 150), (3, 150), (6, 150)]
+    final = tests[-1]
+    pngs, scores, labels = classified(job, val150, tmp_path)
+    ours = evaluate(scores, labels, class_names=["not-whale", "whale"])
+    assert 0 < final.val_auc < 1 and 0 < final.val_accuracy < 1
+    assert (final.val_auc, final.val_accuracy, final.recall) == (
+        ours["val_auc"],
+        ours["val_accuracy"],
+        ours["recall"],
+    )
+    assert final.val_loss == pytest.approx(ours["val_loss"], rel=1e-5)
+    # the report scores the same clips the same way (its table's AUC is the record's)
+    val = Scorer().score(job)  # in the LMDB's (shuffled) order, each record named by its PNG
+    assert sorted(val.names) == sorted(pngs)
+    by_png = dict(zip(val.names, val.scores, strict=True))
+    assert [by_png[p] for p in pngs] == list(scores[:, 1])
+    # what Caffe's pass says: 200 scores in LMDB order, 50 records twice; its cursor goes on
+    # between tests, so the third test (at 6) reads from record 2 × 200 mod 150 = 100
+    wrap = (100 + np.arange(200)) % 150
+    lmdb_order = np.c_[1 - val.scores, val.scores]
+    wrapped = evaluate(lmdb_order[wrap], val.labels[wrap], class_names=["not-whale", "whale"])
+    assert wrapped["val_auc"] != final.val_auc
+    assert wrapped["val_accuracy"] != final.val_accuracy
+    if engine_name == "caffe":  # Caffe's own figure is that wrapped one, kept apart
+        logged = final.caffe_logged
+        assert logged["accuracy"] == pytest.approx(wrapped["val_accuracy"], abs=1e-6)
+        assert logged["loss"] == pytest.approx(wrapped["val_loss"], rel=1e-4)
+    else:
+        assert final.caffe_logged is None
+
+
+def test_one_snapshot_scores_the_same_through_every_engine(val150, tmp_path):
+    """The torch engine's record of its last test, and the same snapshot scored the way the
+    caffe engine (pycaffe's TEST net) and the digits engine (the deploy net) score one."""
+    from upcall.engines.digits.engine import _Remote
+    from upcall.engines.digits.options import Options as DigitsOptions
+    from upcall.engines.jobspec import load_job
+    from upcall.results.metrics import evaluate
+
+    job = make_job(tmp_path / "job", val150 / "ds", max_iter=6, val_batch=100)
+    get_engine("torch", threads=1).train(job)
+    final = [r for r in read_metrics(job) if r.kind == "test"][-1]
+    spec = load_job(job)
+    snapshot = {6: spec.snapshot_path(6, ".caffemodel")}
+    transports = {"digits": _Remote(spec, None, None, DigitsOptions())}
+    if caffe_present():
+        from upcall.engines.caffe.engine import _Run
+        from upcall.engines.caffe.options import Options as CaffeOptions
+
+        transports["caffe"] = _Run(spec, CaffeOptions())
+    for name, transport in transports.items():
+        scored = transport.score(snapshot)[6]
+        scores, labels = spec.val_pass.keep(scored.scores, scored.labels)
+        m = evaluate(scores, labels, class_names=list(spec.class_names))
+        assert len(labels) == 150, name
+        assert (m["val_auc"], m["val_accuracy"], m["recall"]) == (
+            final.val_auc,
+            final.val_accuracy,
+            final.recall,
+        ), name
+        assert m["val_loss"] == pytest.approx(final.val_loss, rel=1e-5), name
+
+
+def caffe_present() -> bool:
+    """Whether real Caffe runs here (UPCALL_REQUIRE_CAFFE=1: it must)."""
+    from upcall.engines.caffe import root
+
+    try:
+        root.require_caffe()
+    except UpcallError:
+        if os.environ.get("UPCALL_REQUIRE_CAFFE") == "1":
+            raise
+        return False
+    return True
 
 
 def test_status_new_resumable_done(tmp_path):

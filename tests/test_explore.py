@@ -82,3 +82,31 @@ def test_bad_record_and_labels_name_the_file(tmp_path):
     (ds / "labels.txt").write_bytes(b"a\n\xff\n")
     with pytest.raises(UpcallError, match=r"labels\.txt: not UTF-8 text \(byte 2\)"):
         run(ds)
+
+
+def test_spectrograms_are_drawn_the_right_way_up(tmp_path, capsys):
+    """A synthetic up-sweep (row 0 = lowest frequency, ARCHITECTURE.md §2) through the real
+    `upcall lmdb` and `upcall explore`: on the sheet it rises from left to right."""
+    from upcall.cli import main
+
+    (tmp_path / "png").mkdir()
+    lines = []
+    for i in range(4):
+        image = np.zeros((129, 30), np.uint8)
+        for t in range(30):
+            image[20 + 3 * t, t] = 255  # frequency row grows with time: an up-call
+        Image.fromarray(image).save(tmp_path / "png" / f"{i}.png")
+        lines.append(f"{tmp_path / 'png' / f'{i}.png'} {i % 2}\n")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("".join(lines))
+    (lists / "val.txt").write_text("".join(lines))
+    (lists / "labels.txt").write_text("not-whale\nwhale\n")
+    ds = tmp_path / "ds"
+    assert main(["lmdb", str(lists), "--out", str(ds), "--size", "native", "--workers", "1"]) == 0
+    assert main(["explore", str(ds), "--per-class", "1"]) == 0
+    sheet = np.asarray(Image.open(ds / "explore_train.png"))
+    tile = sheet[20 : 20 + 128, 4 : 4 + 30].astype(int)  # class 0's thumbnail (128 × 30)
+    rows = [int(np.argmax(tile[:, t])) for t in (2, 15, 27)]  # brightest row, top = 0
+    assert rows[0] > rows[1] > rows[2], rows  # later in time = higher up = higher frequency
+    assert rows[0] > 128 - 30 and rows[2] < 128 - 90  # near the bottom at first, high at last

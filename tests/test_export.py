@@ -184,6 +184,7 @@ def test_caffe_folder_gives_the_probabilities_in_real_caffe(trained, caffe, tmp_
     out = tmp_path / "caffe"
     assert main(["export", str(trained), "--format", "caffe", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        ".upcall-made",  # a later export may replace it
         "deploy.prototxt",
         "export.json",
         "labels.txt",
@@ -220,3 +221,32 @@ def test_unsupported_layer_is_a_one_line_error(trained, tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert "layer 'cube' has type 'Power', which upcall cannot export to ONNX" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_out_that_exists_or_is_not_onnx_is_refused_up_front(tmp_path, capsys):
+    job = make_job(tmp_path, max_iter=6)  # never trained: the --out check comes before all else
+    taken = tmp_path / "taken.onnx"
+    taken.write_bytes(b"mine")
+    cases = [
+        ("onnx", taken, "already exists (a file); remove it or choose another --out"),
+        ("onnx", tmp_path / "model.pt", "an ONNX model's file name must end in .onnx"),
+        ("onnx", tmp_path / "folder.onnx", "already exists (a folder)"),
+        ("caffe", taken, "already exists (a file)"),
+        ("caffe", tmp_path / "jobs", "holds"),  # the job's own parent: an input
+    ]
+    (tmp_path / "folder.onnx").mkdir()
+    for format, out, problem in cases:
+        assert main(["export", str(job), "--format", format, "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"error: {out}: {problem}" in err[0], err
+    assert taken.read_bytes() == b"mine" and not (tmp_path / "model.pt").exists()
+
+
+def test_the_readme_names_the_default_path_export_writes():
+    """The README's workflow table gives the path the command writes (checked by
+    test_default_path_and_a_cropped_mean_image), not the model.onnx it never wrote."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "`JOBS/whalenet-lr0.01/export/snapshot_iter_N.onnx`" in readme
+    assert "| `model.onnx`" not in readme

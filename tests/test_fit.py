@@ -74,17 +74,43 @@ def test_fit_end_to_end_then_classify_then_rerun_skips(data, tmp_path, capsys):
         assert re.search(rf"\[fit\] {step}.*\(already done\)", printed), step
     assert (job / "summary.json").stat().st_mtime_ns == modified
 
-    # train.csv edited since the lists were made: refused, not the old model reported
+    # A label edited with the file's old times kept (cp -p, rsync -a): refused by content, not
+    # the old model reported; a touched but unchanged train.csv is not a change.
     csv_path = data / "train.csv"
-    before = csv_path.stat()
+    text, before = csv_path.read_text(), csv_path.stat()
+    row = re.search(r"^(train\d+\.aiff),0$", text, re.M)
     try:
-        os.utime(csv_path, (before.st_atime, time.time() + 60))
-        assert fit(data, out, recipe) == 1
-    finally:
+        csv_path.write_text(text.replace(row.group(0), f"{row.group(1)},1", 1))
         os.utime(csv_path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert f"{csv_path}: changed after the lists in {out / 'lists'} were made; use another" in (
-        capsys.readouterr().err
-    )
+        assert fit(data, out, recipe) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"upcall fit: error: {csv_path}: the label of {row.group(1)} changed from 0 to 1 "
+            f"since the lists in {out / 'lists'} were made; use another --out or remove it"
+        ]
+    finally:
+        csv_path.write_text(text)
+    os.utime(csv_path, (before.st_atime, time.time() + 60))
+    assert fit(data, out, recipe) == 0
+    assert "2/5 train/val lists" in capsys.readouterr().out
+
+    # A clip replaced by another sound of the same size and times (train.csv untouched): its
+    # spectrogram is remade, and the lists, LMDB and model made from the old one are refused.
+    clip, other = data / "train" / "train1.aiff", data / "train" / "train2.aiff"
+    old_bytes, stat = clip.read_bytes(), clip.stat()
+    assert other.stat().st_size == stat.st_size and other.read_bytes() != old_bytes
+    try:
+        clip.write_bytes(other.read_bytes())
+        os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert fit(data, out, recipe) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"upcall fit: error: {data / 'train'}: clips changed (same names, other content) "
+            f"since the lists in {out / 'lists'} were made; use another --out or remove it"
+        ]
+    finally:
+        clip.write_bytes(old_bytes)
+        os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fit(data, out, recipe) == 0  # the old clip back: everything matches again
+    assert (job / "summary.json").stat().st_mtime_ns == modified
 
 
 def test_another_recipe_or_seed_is_refused(data, tmp_path, capsys):
@@ -123,7 +149,7 @@ def test_sigint_during_training_then_rerun_resumes(data, tmp_path):
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGINT, err  # died by it, after one line
     assert err.count("run the same upcall fit command again") == 1 and "--resume" not in err
     snaps = sorted(job.glob("snapshot_iter_*.solverstate"))
     assert len(snaps) == 1 and not (job / "summary.json").exists()
@@ -170,3 +196,48 @@ def test_bad_data_is_one_line(data, tmp_path, capsys, csv, problem):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(problem, err[0]), err
     assert not (tmp_path / "out").exists()
+
+
+def test_validation_without_whales_is_refused_before_training(data, tmp_path, capsys):
+    # 4 up-calls among 40 clips: the stratified 10 % holds round(0.4) = 0 of them
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "train").symlink_to(data / "train")
+    rows = [f"train{k}.aiff,{int(k <= 4)}" for k in range(1, 41)]
+    (mine / "train.csv").write_text("clip_name,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert fit(mine, out, recipe_file(tmp_path)) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"upcall fit: error: {out / 'lists' / 'val.txt'}: no whale clips among its 4: "
+        "validation figures need both classes; raise val_fraction in the recipe, or add "
+        "labelled clips of that class to train.csv"
+    ]
+    assert "3/5" not in captured.out and not (out / "dataset").exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ({"epochs": 2.5}, "epochs must be a whole number, not 2.5"),
+        ({"epochs": 1e9}, "epochs must be a whole number, not 1000000000.0"),
+        ({"epochs": 10**9}, "epochs: 1000000000 epochs of a stand-in set of 1000 clips"),
+        ({"batch_size": True}, "batch_size must be a whole number or null, not true"),
+        ({"seed": True}, "seed must be a whole number or null, not true"),
+        ({"power": "x"}, 'power must be a number or null, not "x"'),
+        ({"network": "nosuchnet"}, "network: unknown network 'nosuchnet'; known: alexnet"),
+        ({"class_weights": "1,2,3"}, "class_weights: '1,2,3' gives 3 weights for 2 classes"),
+        ({"network_params": {"width": "x"}}, "network_params: network whalenet: parameter width"),
+        ({"network_params": {"depth": 2}}, "network_params: network whalenet has no parameter"),
+        ({"network": "alexnet"}, "network alexnet at size native: alexnet needs images of at"),
+    ],
+    ids=lambda v: json.dumps(v)[:30] if isinstance(v, dict) else "",
+)
+def test_a_bad_recipe_is_one_line_before_anything_is_made(data, tmp_path, capsys, keys, problem):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(keys))
+    out = tmp_path / "out"
+    assert fit(data, out, path) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"upcall fit: error: {path}: {problem}"), err
+    assert not out.exists()  # no recipe.json recorded, no spectrograms made

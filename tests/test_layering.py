@@ -20,6 +20,8 @@ TORCH_FREE = ("audio", "data", "model", "results", "classical", "detect")
 # Shared modules every stage uses, and the torch-free parts of the engines.
 SHARED = (
     "upcall.cli",
+    "upcall.door",
+    "upcall.helpformat",
     "upcall.errors",
     "upcall.fsutil",
     "upcall.jsonfile",
@@ -44,6 +46,7 @@ SHARED = (
     "upcall.engines.onnx",
     "upcall.engines.onnx.metadata",
     "upcall.engines.onnx.predict",
+    "upcall.engines.onnx.fcn",
     "upcall.export",
     "upcall.export.command",
     "upcall.export.info",
@@ -62,6 +65,7 @@ SHARED = (
     "upcall.digits.work",
     "upcall.digits.views",
     "upcall.digits.page",
+    "upcall.digits.paths",
 )
 
 

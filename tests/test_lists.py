@@ -256,3 +256,93 @@ def test_missing_spectrograms_are_made_by_the_spectrogram_step(tmp_path):
         "train": {"not-whale": 1, "whale": 1},
         "val": {"not-whale": 1, "whale": 1},
     }
+
+
+def lists_cli(capsys, *argv) -> tuple[int, str, list[str]]:
+    from upcall.cli import main
+
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err.strip().splitlines()
+
+
+def test_lists_after_spectrograms_out_root_lists_those_or_asks(tmp_path, capsys):
+    data, root = make_data(tmp_path / "data", [0, 1] * 10), tmp_path / "enhanced"
+    rc, out, _ = lists_cli(
+        capsys, "spectrograms", data, "--mode", "enhanced", "--out", root, "--workers", 1
+    )
+    assert rc == 0 and f"next: upcall lists {data} --spectrogram-root {root}" in out
+    # the README's step 3 without --spectrogram-root: the PNGs just made, said on stderr
+    rc, _, err = lists_cli(capsys, "lists", data, "--out", tmp_path / "l1")
+    assert rc == 0 and err == [
+        f"upcall lists: listing the enhanced-mode spectrograms in {root} (made by `upcall "
+        f"spectrograms {data} --out {root}`); --spectrogram-root chooses others"
+    ]
+    info = ListsManifest.read(tmp_path / "l1")
+    assert info.spectrograms.mode == "enhanced" and info.spectrogram_root == str(root)
+    assert (tmp_path / "l1/train.txt").read_text().startswith(f"{root}/train/")
+    assert not list((data / "train").glob("*.png"))  # no tutorial PNGs made beside the clips
+
+    # tutorial PNGs beside the clips too: which ones is the user's choice, not a silent default
+    assert lists_cli(capsys, "spectrograms", data, "--workers", 1)[0] == 0
+    rc, _, err = lists_cli(capsys, "lists", data, "--out", tmp_path / "l2")
+    assert rc == 1 and err == [
+        f"upcall lists: error: {data}: spectrograms of these clips are in {data} (tutorial "
+        f"mode), {root} (enhanced mode); say which to list with --spectrogram-root ROOT "
+        f"({data} for the PNGs beside the clips)"
+    ]
+    assert not (tmp_path / "l2").exists()
+    for chosen, mode in ((root, "enhanced"), (data, "tutorial")):
+        out = tmp_path / f"l-{mode}"
+        rc, _, err = lists_cli(capsys, "lists", data, "--out", out, "--spectrogram-root", chosen)
+        assert rc == 0 and err == [] and ListsManifest.read(out).spectrograms.mode == mode
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("/etc/passwd", "is an absolute path"),
+        ("../test/test1.aiff", "is a path into another folder"),
+        ("test/test1.aiff", "is a path into another folder"),
+    ],
+)
+def test_train_csv_paths_outside_train_are_refused(tmp_path, capsys, name, problem):
+    data = make_data(tmp_path / "data", [0, 1], tests=1)
+    (data / "train.csv").write_text(f"clip_name,label\ntrain1.aiff,0\n{name},1\n")
+    rc, _, err = lists_cli(capsys, "lists", data, "--out", tmp_path / "lists")
+    assert rc == 1 and err == [
+        f"upcall lists: error: {data / 'train.csv'}:3: clip name {name!r} {problem}; give the "
+        + (
+            "file name of a clip in train/ (e.g. train1.aiff)"
+            if "absolute" in problem
+            else "file name of a clip in train/ (e.g. train1.aiff; test/ clips are never "
+            "training data)"
+        )
+    ]
+    assert not (tmp_path / "lists").exists() and not list(data.rglob("*.png"))
+
+
+def test_hand_made_lists_are_never_overwritten(tmp_path, capsys):
+    data = make_data(tmp_path / "data", [0, 1] * 5)
+    out = tmp_path / "lists"
+    out.mkdir()
+    (out / "train.txt").write_text("/my/own.png 1\n")
+    rc, _, err = lists_cli(capsys, "lists", data, "--out", out)
+    assert rc == 1 and err == [
+        f"upcall lists: error: {out}: holds train.txt that upcall lists did not write (no "
+        "lists.json); choose another --out"
+    ]
+    assert (out / "train.txt").read_text() == "/my/own.png 1\n"
+    rc, _, _ = lists_cli(capsys, "lists", data, "--out", tmp_path / "ours")
+    assert rc == 0
+    rc, _, _ = lists_cli(capsys, "lists", data, "--out", tmp_path / "ours")  # its own: rewritten
+    assert rc == 0
+
+
+def test_a_validation_list_without_whales_is_noted(tmp_path, capsys):
+    data = make_data(tmp_path / "data", [1] * 3 + [0] * 17)  # 10 % of 3 whales rounds to 0
+    rc, _, err = lists_cli(capsys, "lists", data, "--out", tmp_path / "lists")
+    assert rc == 0 and err == [
+        "upcall lists: note: the validation list has no whale clips, so its AUC cannot be "
+        "computed; raise --val-fraction or add clips of that class"
+    ]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
-from upcall.results.metrics import auc, caffe_correct, evaluate
+from upcall.results.metrics import auc, caffe_correct, cross_entropy, evaluate
 
 NAMES = ["not-whale", "whale"]
 
@@ -64,6 +64,14 @@ def test_evaluate_recall_per_class():
     assert m["val_accuracy"] == pytest.approx(3 / 5)
     assert m["recall"] == {"not-whale": 0.5, "whale": pytest.approx(2 / 3)}
     assert m["val_auc"] == pytest.approx(roc_auc_score(labels, scores[:, 1]))
+    # the loss per sample, not per batch: sklearn's log loss of the same probabilities
+    assert m["val_loss"] == pytest.approx(log_loss(labels, scores[:, 1]))
+
+
+def test_cross_entropy_clips_a_zero_probability_as_caffe_does():
+    scores = np.array([[1.0, 0.0], [0.5, 0.5]])
+    got = cross_entropy(scores, np.array([1, 0]))
+    assert got == pytest.approx((-np.log(np.finfo(np.float32).tiny) + np.log(2)) / 2)
 
 
 def test_evaluate_rejects_mismatched_shapes():

@@ -74,6 +74,7 @@ def test_one_job_per_network_and_rate(tmp_path):
     ]
     job = out / "whalenet-lr0.05"
     assert sorted(p.name for p in job.iterdir()) == [
+        ".upcall-made",  # `upcall nets` made it: a later run may replace it
         "config.json",
         "deploy.prototxt",
         "solver.prototxt",
@@ -168,9 +169,7 @@ def test_own_prototxt(tmp_path):
     mine.name = "My net/v2"
     odd = tmp_path / "Odd.prototxt"
     odd.write_text(to_text(mine))
-    assert nets.make_job(str(odd), load_dataset(data), nets.SolverSettings()).name == (
-        "odd-lr0.01"
-    )
+    assert nets.make_job(str(odd), load_dataset(data), nets.SolverSettings()).name == ("odd-lr0.01")
 
 
 def test_bad_prototxt_names_file_line_and_column(tmp_path):
@@ -223,7 +222,11 @@ def test_bad_options(tmp_path):
 
 def test_checked_in_prototxt_has_not_drifted(tmp_path):
     nets.write_tutorial(tmp_path)
-    fresh = {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    fresh = {
+        p.relative_to(tmp_path): p.read_text()
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.name != ".upcall-made"  # stored jobs are known by config.json
+    }
     stored = {
         p.relative_to(REPO_PROTOTXT): p.read_text()
         for p in REPO_PROTOTXT.rglob("*")
@@ -233,3 +236,88 @@ def test_checked_in_prototxt_has_not_drifted(tmp_path):
     drifted = [str(k) for k in fresh if fresh[k] != stored[k]]
     assert not drifted, f"run scripts/make_prototxt.py; drifted: {drifted}"
     assert len(fresh) == 3 * 4 * 4
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands(text: str) -> list[list[str]]:
+    """Every `upcall spectrograms|lists|lmdb|nets ...` the README's workflow table (steps 2–5)
+    and its "Networks" section show, in order, as argument lists (optional [...] parts in)."""
+    import re
+    import shlex
+
+    rows = [line for line in text.splitlines() if re.match(r"\| [2-5]\. ", line)]
+    rows += [line for line in text.splitlines() if line.startswith("`upcall nets --dataset")]
+    found = []
+    for line in rows:
+        for span in re.findall(r"`(upcall (?:spectrograms|lists|lmdb|nets) [^`]*)`", line):
+            if "..." not in span:
+                found.append(shlex.split(span.replace("[", "").replace("]", ""))[1:])
+    return found
+
+
+def test_readme_workflow_commands_run_as_shown(tmp_path, capsys):
+    """Steps 2–5 of the README, word for word, on 40 synthetic clips (the table's step 1 makes
+    30,000): every command exits 0 and step 6's job is there."""
+    from upcall.audio.synth import SynthSettings, synthesize
+    from upcall.cli import main
+
+    commands = readme_commands(README.read_text())
+    steps = [c[0] for c in commands]
+    assert steps[:5] == ["spectrograms", "lists", "lmdb", "lmdb", "nets"], commands
+    data = synthesize(tmp_path / "DATA", SynthSettings(n_train=40, n_test=2, seed=1))
+    names = ("DATA", "ROOT", "LISTS", "DATASET", "DATASET_NATIVE", "JOBS")
+    where = {name: str(tmp_path / name) for name in names} | {"DATA": str(data)}
+    for argv in commands:
+        argv = [where.get(word, word) for word in argv]
+        assert main(argv) == 0, (argv, capsys.readouterr().err)
+    for network in ("alexnet", "googlenet", "whalenet"):
+        assert (tmp_path / "JOBS" / f"{network}-lr0.01" / "solver.prototxt").is_file()
+    listed = (tmp_path / "LISTS" / "train.txt").read_text()
+    assert listed.startswith(f"{tmp_path / 'ROOT'}/train/")  # step 2's enhanced PNGs
+
+
+@pytest.mark.parametrize(
+    ("param", "problem"),
+    [
+        ("width=x", "parameter width must be a whole number ≥ 1 (default 16), not 'x'"),
+        ("width=2.5", "parameter width must be a whole number ≥ 1 (default 16), not 2.5"),
+        ("blocks=0", "parameter blocks must be a whole number ≥ 1 (default 4), not 0"),
+        ("time_pool=1", "parameter time_pool must be true or false (default False), not 1"),
+        ("dropout=high", "parameter dropout must be a number (default 0.5), not 'high'"),
+    ],
+)
+def test_net_param_type_errors_name_the_key(tmp_path, capsys, param, problem):
+    from upcall.cli import main
+
+    ds = _dataset(tmp_path / "ds", size="native")
+    argv = ["nets", "--dataset", str(ds), "--networks", "whalenet", "--net-param", param]
+    assert main([*argv, "--out", str(tmp_path / "jobs")]) == 1
+    err = capsys.readouterr().err
+    assert f"whalenet: network whalenet: {problem}" in err, err
+    assert "Traceback" not in err and not (tmp_path / "jobs").exists()
+
+
+def test_an_unseeded_run_draws_a_seed_records_it_and_says_so(tmp_path, capsys):
+    from upcall.cli import main
+
+    ds = _dataset(tmp_path / "ds", size="native")
+    seeds = []
+    for out in ("a", "b"):
+        assert main(["nets", "--dataset", str(ds), "--out", str(tmp_path / out)]) == 0
+        job = tmp_path / out / "whalenet-lr0.01"
+        config = json.loads((job / "config.json").read_text())
+        solver = read_text(job / "solver.prototxt", caffe_pb2.SolverParameter())
+        seed = config["seed"]
+        assert isinstance(seed, int) and seed == config["solver"]["seed"] == solver.random_seed
+        captured = capsys.readouterr()
+        assert f"seed {seed} (drawn at random; --seed {seed} repeats it)" in captured.err
+        assert captured.out.strip() == str(job)  # stdout still lists only the job folders
+        seeds.append(seed)
+    assert seeds[0] != seeds[1]  # drawn, not a fixed default (equal: one chance in 2**31)
+    again = ["nets", "--dataset", str(ds), "--out", str(tmp_path / "c"), "--seed", str(seeds[0])]
+    assert main(again) == 0 and "drawn" not in capsys.readouterr().err
+    for name in ("solver.prototxt", "train_val.prototxt", "config.json"):
+        first = (tmp_path / "a" / "whalenet-lr0.01" / name).read_text()
+        assert (tmp_path / "c" / "whalenet-lr0.01" / name).read_text() == first, name

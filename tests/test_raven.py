@@ -96,3 +96,23 @@ def test_selection_rejects_tabs_and_newlines_in_label_and_begin_path(bad):
         Selection(1.0, 2.0, 50.0, 250.0, bad)
     with pytest.raises(ValueError, match="selection begin path must not contain tabs or newlines"):
         Selection(1.0, 2.0, 50.0, 250.0, begin_path=bad, file_offset_s=0.0)
+
+
+def test_two_views_count_once_and_a_verified_column_makes_truth(tmp_path):
+    from upcall.audio.raven import read
+
+    path = tmp_path / "raven.txt"
+    path.write_text(
+        "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\t"
+        "High Freq (Hz)\tScore\tVerified\n"
+        "1\tWaveform 1\t1\t2\t3\t50\t250\t0.9\tyes\n"
+        "1\tSpectrogram 1\t1\t2\t3\t50\t250\t0.9\tyes\n"
+        "2\tWaveform 1\t1\t5\t6\t50\t250\t0.7\tno\n"
+        "2\tSpectrogram 1\t1\t5\t6\t50\t250\t0.7\tno\n"
+    )
+    table = read(path)
+    assert [s.begin_s for s in table.selections] == [2.0, 5.0]
+    assert table.kind == "truth" and [s.begin_s for s in table.truth()] == [2.0]
+    write_table(tmp_path / "d.txt", [Selection(1, 2, 50, 250, score=0.5)])
+    write_table(tmp_path / "t.txt", [Selection(1, 2, 50, 250)])
+    assert (read(tmp_path / "d.txt").kind, read(tmp_path / "t.txt").kind) == ("detections", "truth")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +69,63 @@ def test_unfinished_job_refreshes_the_page(sweep, tmp_path, capsys):
     (jobs / "done").symlink_to(sweep / "jobs" / "whalenet-small-lr0.01", target_is_directory=True)
     write_jobs(sweep / "ds", networks=["whalenet-small"], lrs=[0.05], out=jobs,
                report=BatchReport("jobs"), epochs=1)  # fmt: skip
-    assert cli.main(["report", str(jobs), "--threshold", "0.3"]) == 1  # one job untrained
+    # a job not started is no failure: the same words on stdout and on the page, exit 0
+    assert cli.main(["report", str(jobs), "--threshold", "0.3"]) == 0
+    captured = capsys.readouterr()
+    assert "whalenet-small-lr0.05: not started (not in the table)" in captured.out
+    assert "failed" not in captured.out + captured.err
     page = (jobs / "report.html").read_text()
     assert '<meta http-equiv="refresh" content="30">' in page
-    assert re.search(r'<tr class="pending"><td class="name">whalenet-small-lr0.05</td>', page)
+    assert re.search(
+        r'<tr class="pending"><td class="name">whalenet-small-lr0.05</td>'
+        r'<td class="name">whalenet-small</td><td class="name">not started</td>',
+        page,
+    )
     assert "whale recall ≥ 0.3" in page
+
+
+def test_the_baseline_has_no_epochs_or_learning_rate(sweep, tmp_path, monkeypatch):
+    from upcall.results import report
+
+    saved = {}
+    monkeypatch.setattr(report, "save_png", lambda fig, path, **kw: saved.setdefault(path, fig))
+    jobs = sweep / "jobs"
+    assert cli.main(["report", str(jobs), "--out", str(tmp_path)]) == 0
+    rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "report.csv"))}
+    assert (rows["baseline"]["base_lr"], rows["baseline"]["epochs"]) == ("", "")
+    assert rows["whalenet-small-lr0.01"]["base_lr"] == "0.01"
+    ax_auc, ax_loss = saved[tmp_path / "comparison.png"].axes
+    # not a dot at "epoch 1": a horizontal line across the AUC panel, nothing on the loss one
+    (line,) = [ln for ln in ax_auc.get_lines() if ln.get_label().startswith("baseline")]
+    assert line.get_label() == "baseline (no epochs)" and list(line.get_xdata()) == [0, 1]
+    assert not [ln for ln in ax_loss.get_lines() if ln.get_label().startswith("baseline")]
+    page = (tmp_path / "report.html").read_text()
+    row = re.search(r'<tr[^>]*><td class="name">baseline</td>(.*?)</tr>', page).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[3:5] == ["–", "–"]  # base lr, epochs
+
+
+def test_a_model_that_never_calls_a_whale_is_not_praised(sweep, tmp_path):
+    from upcall.proto import array_to_blob, blob_to_array, caffe_pb2, read_binary
+
+    jobs = tmp_path / "jobs"
+    job = jobs / "whalenet-small-lr0.01"
+    shutil.copytree(sweep / "jobs" / "whalenet-small-lr0.01", job)
+    # its classifier's bias pushed 60 logits toward not-whale: it calls every clip not-whale
+    snapshot = max(job.glob("snapshot_iter_*.caffemodel"), key=lambda p: int(p.stem[14:]))
+    net = read_binary(snapshot, caffe_pb2.NetParameter())
+    fc = [layer for layer in net.layer if layer.type == "InnerProduct"][-1]
+    bias = blob_to_array(fc.blobs[1], where="bias")
+    fc.blobs[1].CopyFrom(array_to_blob(bias + np.array([30, -30], np.float32)))
+    snapshot.write_bytes(net.SerializeToString())
+    assert cli.main(["report", str(jobs)]) == 0
+    page = (jobs / "report.html").read_text()
+    assert "0.0 % (never calls a whale)" in page  # the table's whale recall
+    answers = re.search(r'<section id="the">(.*?)</section>', page, re.S).group(1)
+    assert "never calls a whale at 0.5: its accuracy of" in answers
+    assert "is the class balance, not skill" in answers
+    assert "points against that" not in answers
+    assert "1 of 1 scored jobs do no better than the majority answer" in answers
 
 
 def test_search_folder_trials_and_figures(sweep, tmp_path):

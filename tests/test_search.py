@@ -108,7 +108,7 @@ def test_ctrl_c_marks_the_trial_failed_and_a_rerun_completes_the_study(dataset, 
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGINT, err  # died by it, after one line
     assert "trial 0 is marked failed" in err
     assert "rerun the same upcall search command" in err
     (trial,) = _study(out).trials
@@ -122,6 +122,64 @@ def test_ctrl_c_marks_the_trial_failed_and_a_rerun_completes_the_study(dataset, 
     study = _study(out)
     _assert_trials_have_jobs(study, 2)
     assert study.trials[0].state is TrialState.FAIL
+
+
+def test_a_resumed_study_proposes_what_an_unbroken_one_would(dataset, tmp_path, monkeypatch):
+    import upcall.plotting
+    from upcall.errors import Interrupted
+    from upcall.workflows import search_study
+
+    saved = {}
+
+    def keep(fig, path, **kw):  # the figures as last drawn, instead of their PNGs
+        if path.name in saved:
+            upcall.plotting.pyplot().close(saved[path.name])
+        saved[path.name] = fig
+
+    monkeypatch.setattr(upcall.plotting, "save_png", keep)
+    argv = ["search", str(dataset), "--trials", "3", "--epochs", "1,1", "--no-pruning", *TINY]
+    assert cli.main([*argv, "--out", str(tmp_path / "unbroken")]) == 0
+    unbroken = _study(tmp_path / "unbroken").trials
+
+    # the figures name what is maximised and rank only what was searched (here one network,
+    # one batch size, one epoch count: fixed, not searched)
+    assert saved["optimization_history.png"].axes[0].get_ylabel() == "validation AUC"
+    importances = saved["param_importances.png"].axes[0]
+    assert {t.get_text() for t in importances.get_yticklabels()} == {
+        "base_lr",
+        "solver_type",
+        "lr_policy",
+    }
+    assert "validation AUC" in importances.get_xlabel()
+
+    # Ctrl-C during trial 1's training (at its first validation pass), then the same command
+    real = search_study.pruning_reporter
+
+    def ctrl_c_in_trial_1(trial):
+        if trial.number != 1:
+            return real(trial)
+
+        def stop(record):
+            raise Interrupted(f"{tmp_path}: stopped")
+
+        return stop
+
+    monkeypatch.setattr(search_study, "pruning_reporter", ctrl_c_in_trial_1)
+    assert cli.main([*argv, "--out", str(tmp_path / "resumed")]) == 130
+    monkeypatch.setattr(search_study, "pruning_reporter", real)
+    assert cli.main([*argv, "--out", str(tmp_path / "resumed")]) == 0
+    resumed = _study(tmp_path / "resumed").trials
+    assert [t.state for t in resumed] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        *[TrialState.COMPLETE] * 2,
+    ]
+    # the interrupted trial's settings are proposed again, then the unbroken run's next ones:
+    # the same trials, the same figures, the same best
+    done = [t for t in resumed if t.state is TrialState.COMPLETE]
+    assert [t.params for t in done] == [t.params for t in unbroken]
+    assert resumed[1].params == unbroken[1].params
+    assert [t.value for t in done] == [t.value for t in unbroken]
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:

@@ -73,6 +73,7 @@ def test_layout_and_csvs(data):
     # test labels live only in test_truth.csv
     assert not any(r[0].startswith("test") for r in rows)
     assert sorted(p.name for p in data.iterdir()) == [
+        ".upcall-made",  # the mark that lets a later --force rewrite it
         "synth.json",
         "test",
         "test_truth.csv",
@@ -204,7 +205,8 @@ def test_difficulty_is_recorded_and_another_refused(tmp_path, capsys):
 
 def test_no_test_split_makes_no_test_dir(tmp_path):
     out = synthesize(tmp_path / "d", SynthSettings(n_train=3), workers=1)
-    assert sorted(p.name for p in out.iterdir()) == ["synth.json", "train", "train.csv"]
+    names = ["synth.json", "train", "train.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".upcall-made", *names]
 
 
 def test_foreign_non_empty_directory_refused(tmp_path):

@@ -228,7 +228,7 @@ def test_sigint_stops_with_a_snapshot_and_resume_finishes(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGINT, err  # died by it, after one line
     assert "--resume" not in out and err.count("--resume") == 1  # reported once, on stderr
     snaps = sorted(job.glob("snapshot_iter_*.solverstate"))
     assert len(snaps) == 1

@@ -11,9 +11,12 @@ class UpcallError(Exception):
 
 
 class Interrupted(UpcallError):
-    """Training stopped on request (Ctrl-C) after writing a snapshot; ``--resume`` continues it.
+    """Work stopped on request (Ctrl-C, SIGTERM) after saving what lets a rerun go on (a
+    training snapshot: ``--resume`` continues it); its message says how to go on.
 
-    Here, not in ``upcall.engines``, so the CLI can recognise it without importing any engine.
+    The CLI prints the message and ends the process by the signal that stopped it (see
+    ``upcall.cli``). Here, not in ``upcall.engines``, so the CLI can recognise it without
+    importing any engine.
     """
 
 

@@ -1,5 +1,6 @@
-"""Atomic file and directory writes (nothing half-written ever appears under a final name), and
-the one reader of our JSON settings files."""
+"""Atomic file and directory writes (nothing half-written ever appears under a final name), the
+marks that let a command replace only folders upcall made, and the one reader of our JSON
+settings files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from upcall.errors import UpcallError
@@ -76,11 +77,20 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 def _name_final(e: OSError, tmp: Path, final: Path) -> None:
     """Make an error about the temporary, or a nameless write error, name the final path."""
-    name = e.filename if isinstance(e.filename, str) else None
+    name = os.fsdecode(e.filename) if isinstance(e.filename, (str, os.PathLike)) else None
     if name is None and e.errno in _WRITE_ERRNOS:
         e.filename = str(final)
     elif name == str(tmp) or (name and name.startswith(f"{tmp}{os.sep}")):
         e.filename = str(final) + name[len(str(tmp)) :]
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p``, where a symlink loop or a dangling link says so (mkdir says "File exists")."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        os.stat(folder)  # raises the real reason: ELOOP, ENOENT for a dangling link
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
 
 
 @contextlib.contextmanager
@@ -90,7 +100,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     An OSError about the temporary names ``final``, the file the user asked for.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(final.parent)
     sweep_leftovers(final.parent)
     tmp = temp_sibling(final)
     try:
@@ -100,7 +110,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         _name_final(e, tmp, final)
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # OSError, not only FileNotFoundError: on a read-only disk unlinking a temporary that was
+        # never made fails with EROFS, which would hide the error being raised
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
@@ -115,15 +127,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it replaces ``final`` (an old one is removed)."""
+def atomic_dir(
+    final: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    legacy: Sequence[str] = (),
+    inputs: Sequence[str | os.PathLike] = (),
+) -> Iterator[Path]:
+    """Yield a fresh temporary directory; on success it replaces ``final`` (an old one is removed).
+
+    With ``kind`` (the command's name), an existing ``final`` must be ours to replace (see
+    :func:`check_own_dir`, checked before the block runs) and the new folder is marked as made
+    by that command.
+    """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if kind is not None:
+        check_own_dir(final, kind=kind, legacy=legacy, inputs=inputs)
+    make_folder(final.parent)
     sweep_leftovers(final.parent)
     tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        if kind is not None:
+            mark_own_dir(tmp, kind)
         yield tmp
         if final.exists():
             old = final.with_name(f".{final.name}.{os.getpid()}.old")
@@ -137,6 +164,78 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def why_unreadable(path: str | os.PathLike) -> str | None:
+    """The OS's reason ``path`` cannot be opened for reading (permission denied, a symlink loop),
+    or None: libsndfile, given a path, reports all of these as "System error"."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+# Every folder a command makes as a whole (a dataset, a job, a data set) holds this file, naming
+# the command; --force, --restart and every replacement touch only a folder so marked.
+OWN_MARK = ".upcall-made"
+
+
+def mark_own_dir(folder: str | os.PathLike, kind: str) -> None:
+    """Record that ``upcall kind`` made ``folder`` (created if missing)."""
+    folder = Path(folder)
+    make_folder(folder)
+    if (folder / OWN_MARK).is_file():
+        return
+    atomic_write_text(folder / OWN_MARK, f"{kind}\n")
+
+
+def _made_by(folder: Path) -> str | None:
+    try:
+        return (folder / OWN_MARK).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UpcallError(f"{folder / OWN_MARK}: cannot read: {getattr(e, 'strerror', e)}") from e
+
+
+def check_own_dir(
+    folder: str | os.PathLike,
+    *,
+    kind: str,
+    legacy: Sequence[str] = (),
+    inputs: Sequence[str | os.PathLike] = (),
+) -> None:
+    """UpcallError unless ``upcall kind`` may delete or replace ``folder``.
+
+    It may when ``folder`` does not exist, is empty, or was made by the same command: its mark
+    says so, or (made before marks existed) it holds one of the ``legacy`` files, the manifest
+    that command writes. Never when ``folder`` is, or holds, one of ``inputs`` (the files and
+    folders this run reads), after symlinks.
+    """
+    folder = Path(folder)
+    real = Path(os.path.realpath(folder))  # Path.resolve raises RuntimeError on a symlink loop
+    for given in inputs:
+        path = Path(os.path.realpath(given))
+        if path == real or real in path.parents:
+            what = "is" if path == real else f"holds {path},"
+            raise UpcallError(f"{folder}: {what} an input of this command; refusing to replace it")
+    if not os.path.lexists(folder):
+        return
+    if not folder.is_dir():
+        raise UpcallError(f"{folder}: not a folder; refusing to replace it")
+    made = _made_by(folder)
+    if made == kind or (made is None and any((folder / n).exists() for n in legacy)):
+        return
+    if made is not None:
+        raise UpcallError(
+            f"{folder}: made by upcall {made}, not by upcall {kind}; refusing to replace it"
+        )
+    if any(folder.iterdir()):
+        raise UpcallError(
+            f"{folder}: not a folder made by upcall {kind} (it has no {OWN_MARK}); refusing to "
+            "replace it: choose another folder, or empty it yourself"
+        )
 
 
 def read_json(path: str | os.PathLike) -> dict | None:

@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from upcall.errors import UpcallError
+from upcall.fsutil import why_unreadable
 
 SAMPLE_RATE = 2000  # Hz, the Kaggle clips
 CLIP_SECONDS = 2.0
@@ -93,18 +94,25 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as e:
+        if denied := why_unreadable(path):
+            raise UpcallError(f"{path}: cannot read: {denied}") from None
         # libsndfile prefixes "Error opening '<path>': "; the path is already at the start.
         reason = str(e).split("': ", 1)[-1].rstrip(".")
         raise UpcallError(f"{path}: not a readable audio file ({reason})") from None
 
 
-def _check_header(path: Path, f: sf.SoundFile, *, rate: int, resample: bool, mixdown: bool) -> None:
+def check_complete(path: Path, f: sf.SoundFile) -> None:
+    """UpcallError when libsndfile's log shows a chunk cut short (a truncated file)."""
     for _, declared, actual in _SHOULD_BE.findall(f.extra_info):
         if int(actual) < int(declared):
             raise UpcallError(
                 f"{path}: truncated file (header declares {declared} bytes of a "
                 f"chunk, only {actual} are there)"
             )
+
+
+def _check_header(path: Path, f: sf.SoundFile, *, rate: int, resample: bool, mixdown: bool) -> None:
+    check_complete(path, f)
     if f.frames == 0:
         raise UpcallError(f"{path}: no samples")
     if f.channels != 1 and not mixdown:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from upcall.errors import UpcallError
@@ -32,6 +32,7 @@ BASE_COLUMNS = (
     "Annotation",
 )
 SCORE = "Score"
+VERIFIED = "Verified"  # a reviewer's yes/no per selection: a table with it is truth (its yes rows)
 BEGIN_PATH = "Begin Path"
 FILE_OFFSET = "File Offset (s)"
 
@@ -60,9 +61,9 @@ class Selection:
                 raise ValueError(f"selection {name} must not contain tabs or newlines: {text!r}")
 
 
-def _columns(selections: Sequence[Selection]) -> list[str]:
+def _columns(selections: Sequence[Selection], *, scores: bool = False) -> list[str]:
     columns = list(BASE_COLUMNS)
-    if any(s.score is not None for s in selections):
+    if scores or any(s.score is not None for s in selections):
         columns.append(SCORE)
     if any(s.begin_path is not None for s in selections):
         columns += [BEGIN_PATH, FILE_OFFSET]
@@ -74,13 +75,17 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def write_table(path: str | os.PathLike, selections: Iterable[Selection]) -> None:
+def write_table(
+    path: str | os.PathLike, selections: Iterable[Selection], *, scores: bool = False
+) -> None:
     """Write ``selections`` as a Raven selection table at ``path`` (atomically), numbered from 1.
 
-    Optional columns (Score, Begin Path / File Offset) appear only when some selection has them.
+    Optional columns (Score, Begin Path / File Offset) appear only when some selection has them;
+    ``scores``: the Score column always (a detector's table, even with no detections, must read
+    as detections, not as truth: see :attr:`Table.kind`).
     """
     selections = list(selections)
-    columns = _columns(selections)
+    columns = _columns(selections, scores=scores)
     lines = ["\t".join(columns)]
     for number, s in enumerate(selections, start=1):
         row = [
@@ -133,11 +138,48 @@ def _parse_row(cells: dict[str, str], where: str) -> Selection:
         raise UpcallError(f"{where}: {e}") from None
 
 
+class NotATable(UpcallError):
+    """A text file that is not a selection table at all (no header of one)."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A selection table as read: its columns, its selections (each once) and, where the table
+    has a ``Verified`` column, which of them a reviewer marked ``yes``."""
+
+    path: Path
+    columns: tuple[str, ...]
+    selections: list[Selection]
+    verified: tuple[bool, ...] | None = field(default=None)  # per selection; None: no column
+
+    @property
+    def kind(self) -> str:
+        """``"truth"`` or ``"detections"``, from the content: a reviewed table (``Verified``) is
+        truth; an unreviewed one with scores is a detector's output; one without either is a
+        hand or synthetic annotation, i.e. truth."""
+        if self.verified is not None:
+            return "truth"
+        return "detections" if SCORE in self.columns else "truth"
+
+    def truth(self) -> list[Selection]:
+        """The selections that are true calls: a reviewed table's ``yes`` rows, else all."""
+        if self.verified is None:
+            return list(self.selections)
+        return [s for s, yes in zip(self.selections, self.verified, strict=True) if yes]
+
+
 def read_table(path: str | os.PathLike) -> list[Selection]:
+    """The selections of a Raven table (see :func:`read`)."""
+    return read(path).selections
+
+
+def read(path: str | os.PathLike) -> Table:
     """Read a Raven selection table; a malformed one raises UpcallError naming the file and line.
 
     Columns are found by name, so tables written by Raven itself (extra measurement columns, other
-    orders) read too. Without an ``Annotation`` column the label is empty.
+    orders) read too. Without an ``Annotation`` column the label is empty. Raven's usual export
+    lists each selection once per view (``Waveform 1`` and ``Spectrogram 1`` rows with the same
+    ``Selection`` number): each number counts once, its first row.
     """
     path = Path(path)
     try:
@@ -146,13 +188,13 @@ def read_table(path: str | os.PathLike) -> list[Selection]:
         raise UpcallError(f"{path}: cannot read selection table: {e}") from None
     lines = text.splitlines()
     if not lines:
-        raise UpcallError(f"{path}: empty file, expected a Raven selection table header")
+        raise NotATable(f"{path}: empty file, expected a Raven selection table header")
     header = lines[0].split("\t")
     required = ("Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")
     missing = [c for c in required if c not in header]
     if missing:
-        raise UpcallError(f"{path}:1: not a Raven selection table, missing column(s) {missing}")
-    selections = []
+        raise NotATable(f"{path}:1: not a Raven selection table, missing column(s) {missing}")
+    selections, verified, seen = [], [], {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -161,5 +203,24 @@ def read_table(path: str | os.PathLike) -> list[Selection]:
             raise UpcallError(
                 f"{path}:{number}: expected {len(header)} tab-separated fields, got {len(cells)}"
             )
-        selections.append(_parse_row(dict(zip(header, cells, strict=True)), f"{path}:{number}"))
-    return selections
+        row = dict(zip(header, cells, strict=True))
+        selection = _parse_row(row, f"{path}:{number}")
+        if (key := row.get("Selection", "")) != "":
+            if key in seen:
+                # the same selection in another view; a different one under the same number
+                # (tables pasted together) would otherwise be dropped without a word
+                if seen[key] != (selection.begin_s, selection.end_s):
+                    raise UpcallError(
+                        f"{path}:{number}: selection {key} appears again with other times; "
+                        "number each selection once (one row per view)"
+                    )
+                continue
+            seen[key] = (selection.begin_s, selection.end_s)
+        selections.append(selection)
+        verified.append(row.get(VERIFIED, "").strip().lower() in ("yes", "y", "true", "1"))
+    return Table(
+        path,
+        tuple(header),
+        selections,
+        tuple(verified) if VERIFIED in header else None,
+    )

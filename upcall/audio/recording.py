@@ -199,6 +199,12 @@ def write_recording(out: str | os.PathLike, settings: RecordingSettings) -> list
     settings.check()
     out = Path(out)
     fmt = audio_format(out)
+    table = Path(f"{out}.selections.txt")
+    if os.path.lexists(out) and not table.is_file():  # ours always have their truth beside them
+        raise UpcallError(
+            f"{out}: exists and is not a recording of upcall synth-recording (no {table.name} "
+            "beside it); refusing to overwrite it"
+        )
     whole = plan(settings)
     selections = truth(settings)
     kept = {round(s.begin_s * settings.rate) for s in selections}
@@ -211,15 +217,50 @@ def write_recording(out: str | os.PathLike, settings: RecordingSettings) -> list
     blocks = -(-total // block)
     scale = 10 ** (NOISE_DBFS / 20) / math.sqrt(ambient.band_power(0.0, rate / 2, rate))
     zi = np.zeros(len(ambient.gains))
-    with (
-        atomic_path(out) as tmp,
-        sf.SoundFile(tmp, "w", samplerate=rate, channels=1, format=fmt, subtype="PCM_16") as f,
-    ):
-        for index in progress(range(blocks), desc="recording", unit="block"):
-            x, zi = _render_block(settings, whole, index, zi)
-            f.write(sounds.to_pcm16(x * scale))
-    write_table(Path(f"{out}.selections.txt"), selections)
+    with atomic_path(out) as tmp, tmp.open("w+b") as raw:
+        sink = _Sink(raw)
+        try:
+            with sf.SoundFile(
+                sink, "w", samplerate=rate, channels=1, format=fmt, subtype="PCM_16"
+            ) as f:
+                for index in progress(range(blocks), desc="recording", unit="block"):
+                    x, zi = _render_block(settings, whole, index, zi)
+                    f.write(sounds.to_pcm16(x * scale))
+        except (sf.LibsndfileError, AssertionError) as e:  # soundfile asserts on a short write
+            if sink.error is None:
+                raise
+            raise sink.error from e
+        raw.flush()
+        # before the audio gets its name: a failure here leaves neither file
+        write_table(table, selections)
     return selections
+
+
+class _Sink:
+    """The output file as libsndfile's virtual I/O, keeping the OS's error (a full disk): given
+    a path, libsndfile reports every failure as "System error"."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.error = raw, None
+
+    def _do(self, fn, *args, failed=-1):
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.error = self.error or e
+            return failed
+
+    def write(self, data: bytes) -> int:
+        return self._do(self.raw.write, data, failed=0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._do(self.raw.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._do(self.raw.tell)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._do(self.raw.read, size, failed=b"")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,13 @@ import soundfile as sf
 
 from upcall.audio.sounds import DIFFICULTIES, GENERATOR_VERSION, RATE, clip, to_pcm16
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_bytes, atomic_write_text
+from upcall.fsutil import (
+    OWN_MARK,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_own_dir,
+    mark_own_dir,
+)
 from upcall.jsonfile import FormatError, JsonFile
 from upcall.parallel import check_workers, map_chunks
 
@@ -119,13 +125,14 @@ def _check_out(out: Path, settings: SynthSettings, force: bool) -> None:
     meta = out / SynthSettings.FILE
     if out.exists() and not out.is_dir():
         raise UpcallError(f"{out}: is a file, not a directory; OUT must be a directory")
-    if force or not out.exists() or not any(out.iterdir()):
+    if force:  # rewrites only a data set an earlier `upcall synth` made (never Kaggle's clips)
+        check_own_dir(out, kind="synth", legacy=(SynthSettings.FILE,))
         return
-    if not meta.exists():
-        raise UpcallError(
-            f"{out}: directory is not empty and has no synth.json; use --force to "
-            "write into it anyway"
-        )
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not meta.exists():  # marked: a --force run was cut short before it wrote synth.json
+        hint = "use --force to rewrite it" if (out / OWN_MARK).is_file() else "choose another OUT"
+        raise UpcallError(f"{out}: directory is not empty and has no synth.json; {hint}")
     try:
         old = SynthSettings.require(meta)
     except FormatError:
@@ -189,7 +196,8 @@ def synthesize(
     check_workers(workers)
     out = Path(out)
     _check_out(out, settings, force)
-    if force and out.is_dir():
+    mark_own_dir(out, "synth")
+    if force:
         _clear(out)
     settings.write(out)
     counts = {"train": settings.n_train, "test": settings.n_test}
@@ -257,7 +265,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="overwrite OUT even if it holds other data or other settings",
+        help="overwrite OUT made by an earlier `upcall synth` even with other settings",
     )
 
 

@@ -26,13 +26,19 @@ import numpy as np
 
 from upcall import __version__
 from upcall.audio.clip import read_clip
-from upcall.classical.features import FeatureSettings, enhance, feature_names, log_power
+from upcall.classical.features import (
+    FeatureSettings,
+    enhance,
+    feature_names,
+    log_power,
+    one_thread,
+)
 from upcall.classical.model import KIND, ClassifierSettings, compute_features, save
 from upcall.classical.templates import Bank, BankSettings, choose
 from upcall.data.lists import LABELS, PARTIAL_MARKER, ListSettings, ListsManifest, make_lists
 from upcall.data.render import ReadOptions, find_clips
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_dir, atomic_write_text
+from upcall.fsutil import atomic_dir, atomic_write_text, check_own_dir
 from upcall.model.jobconfig import JobConfig
 from upcall.parallel import check_workers, default_workers
 from upcall.results.jobdir import JobWriter
@@ -132,13 +138,16 @@ def train_baseline(
     check_workers(workers)
     data, out = Path(data).resolve(), Path(out).resolve()
     lists = Path(lists or data / "lists").resolve()
+    # --force replaces only an earlier baseline job, never DATA, LISTS or a folder holding them
+    owned = {"kind": "baseline", "legacy": (JobConfig.FILE,), "inputs": (data, lists)}
+    check_own_dir(out, **owned)
     if out.exists() and any(out.iterdir()) and not force:
         raise UpcallError(f"{out}: exists and is not empty; --force replaces it")
     manifest = lists_for(data, lists, seed=settings.seed)
     read = manifest.spectrograms.read_options
     train, val = (listed_clips(lists, n, manifest) for n in ("train.txt", "val.txt"))
     start = time.perf_counter()
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, **owned) as tmp:
         writer = JobWriter(tmp, class_names=list(LABELS))
         writer.log(f"baseline of {data}: {len(train)} training and {len(val)} validation clips")
         bank = make_bank(train, settings, read, workers)
@@ -159,16 +168,18 @@ def train_baseline(
         if not tr or not va:
             raise UpcallError(f"{lists}: no readable clip left in the training or validation list")
         features_done = time.perf_counter()
-        model = settings.classifier.make(settings.seed)
-        model.fit(x[[i for i, _ in tr]], np.array([y for _, y in tr]))
-        fit_done = time.perf_counter()
-        writer.log(
-            f"features {features_done - start:.1f} s ({len(paths)} clips), "
-            f"fit {fit_done - features_done:.1f} s ({model.n_iter_} trees)"
-        )
-        summary = _record(writer, model, x, tr, va, settings, start)
+        model = settings.classifier.make(settings.seed)  # imports scikit-learn: before one_thread
+        with one_thread():
+            model.fit(x[[i for i, _ in tr]], np.array([y for _, y in tr]))
+            fit_done = time.perf_counter()
+            writer.log(
+                f"features {features_done - start:.1f} s ({len(paths)} clips), "
+                f"fit {fit_done - features_done:.1f} s ({model.n_iter_} trees)"
+            )
+            summary = _record(writer, model, x, tr, va, settings, start)
+            probs = summary_probs(model, x, va)
         save(tmp, bank=bank.templates, classifier=model)
-        atomic_write_text(tmp / SCORES, _scores_csv(va, summary_probs(model, x, va), data))
+        atomic_write_text(tmp / SCORES, _scores_csv(va, probs, data))
         _config(manifest, lists, bank, settings, read, x.shape[1]).write(tmp)
     print(f"wrote {out} in {time.perf_counter() - start:.0f} s")
     _print_result(summary)
@@ -289,7 +300,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"templates in the bank (default {d.bank.size}); each costs ~0.6 ms a clip",
     )
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="replace JOB if it exists")
+    parser.add_argument(
+        "--force", action="store_true", help="replace JOB if an earlier `upcall baseline` made it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from upcall.audio.clip import AUDIO_SUFFIXES, read_clip
-from upcall.classical.features import FeatureSettings, clip_features
+from upcall.classical.features import FeatureSettings, clip_features, one_thread
 from upcall.data.lists import LABELS
 from upcall.data.render import ReadOptions
 from upcall.errors import BatchReport, UpcallError
@@ -57,12 +57,13 @@ def features_chunk(
 ) -> list[tuple[np.ndarray | None, str | None]]:
     """(features, None) per readable clip, (None, problem) per bad one: a worker's share."""
     out: list[tuple[np.ndarray | None, str | None]] = []
-    for path in paths:
-        try:
-            samples = read_clip(path, **dataclasses.asdict(read))
-            out.append((clip_features(samples, bank, settings), None))
-        except (UpcallError, ValueError, OSError) as e:
-            out.append((None, str(e).removeprefix(f"{path}: ")))
+    with one_thread():
+        for path in paths:
+            try:
+                samples = read_clip(path, **dataclasses.asdict(read))
+                out.append((clip_features(samples, bank, settings), None))
+            except (UpcallError, ValueError, OSError) as e:
+                out.append((None, str(e).removeprefix(f"{path}: ")))
     return out
 
 
@@ -141,7 +142,8 @@ class ClassicalModel:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """float32 (N, F) → float64 (N, 2): [P(not-whale), P(whale)]."""
-        return np.asarray(self.classifier.predict_proba(features), np.float64)  # type: ignore[attr-defined]
+        with one_thread():  # the classifier's module is loaded: unpickling it imported it
+            return np.asarray(self.classifier.predict_proba(features), np.float64)  # type: ignore[attr-defined]
 
     def classify(
         self, files: Sequence[Path], *, report: BatchReport, read: ReadOptions | None = None

@@ -29,7 +29,7 @@ from upcall.data.render import SpectrogramSettings
 from upcall.data.resize import RESIZE_MODES
 from upcall.data.stamps import LOCK_FILE
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_dir, atomic_path
+from upcall.fsutil import atomic_dir, atomic_path, check_own_dir
 from upcall.jsonfile import JsonFile
 from upcall.lock import folder_lock
 
@@ -201,15 +201,11 @@ def build_dataset(
     the PNGs meanwhile.
     """
     lists_dir, out = Path(lists_dir).resolve(), Path(out).resolve()
-    if (
-        out.exists()
-        and (not out.is_dir() or any(out.iterdir()))
-        and not (out / DatasetManifest.FILE).is_file()
-    ):
-        raise UpcallError(f"{out}: exists and is not an upcall dataset; refusing to replace it")
     label_names = read_labels(lists_dir / "labels.txt")
     lists_info = ListsManifest.read(lists_dir)
     root = Path(lists_info.spectrogram_root) if lists_info else lists_dir
+    # an earlier dataset is replaced; never a folder of something else, or one holding its input
+    check_own_dir(out, kind="lmdb", legacy=(DatasetManifest.FILE,), inputs=(lists_dir, root))
     with (
         folder_lock(out.parent / f".{out.name}.upcall-lmdb.lock"),
         folder_lock(root / LOCK_FILE, shared=True),
@@ -239,7 +235,7 @@ def _build(
         height, width = _common_size(lists["train"])
     report = BatchReport("images")
     counts, test_images = {}, 0
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="lmdb", legacy=(DatasetManifest.FILE,), inputs=(lists_dir,)) as tmp:
         for db, items in lists.items():
             work = Work(
                 height,

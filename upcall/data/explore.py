@@ -1,4 +1,7 @@
-"""A contact sheet of random records per class from a dataset's LMDB (DIGITS's "Explore the db")."""
+"""A contact sheet of random records per class from a dataset's LMDB (DIGITS's "Explore the db").
+
+Spectrograms are drawn the right way up (lowest frequency at the bottom), as the report draws them.
+"""
 
 from __future__ import annotations
 
@@ -90,7 +93,10 @@ def contact_sheet(
                     txn.get(keys[k]),
                     where=f"{db_path}: record {keys[k].decode('ascii', 'replace')}",
                 )[0]
-                thumb = Image.fromarray(image[0]).resize((tw, th), Image.BILINEAR)
+                # Row 0 is the lowest frequency (ARCHITECTURE.md §2): drawn at the bottom, as
+                # the report draws spectrograms, so an up-call rises from left to right.
+                upright = np.ascontiguousarray(image[0][::-1])
+                thumb = Image.fromarray(upright).resize((tw, th), Image.BILINEAR)
                 sheet.paste(
                     thumb, (GAP + (i % cols) * (tw + GAP), y0 + HEADER + (i // cols) * (th + GAP))
                 )

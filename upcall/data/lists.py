@@ -9,7 +9,6 @@ validation figures always describe the data as it comes.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ import numpy as np
 from upcall.audio.augment import AugmentSettings
 from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
 from upcall.data.resize import py2_round
-from upcall.data.stamps import LOCK_FILE, register_lists
+from upcall.data.stamps import LOCK_FILE, clips_digest, register_lists, spectrogram_roots
+from upcall.data.traincsv import Clip, labels_digest, read_train_csv
 from upcall.errors import BatchFailed, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.jsonfile import JsonFile
@@ -34,7 +34,6 @@ LABELS = ("not-whale", "whale")  # label i is line i of labels.txt (DIGITS: 0-ba
 PARTIAL_MARKER = ".upcall-lists.partial"  # present while `upcall lists` writes LISTS
 SPLITS = ("random", "ordered")
 BALANCES = ("none", "undersample", "oversample")
-HEADER = ["clip_name", "label"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,11 @@ class ListsManifest(JsonFile):
     files: dict[str, str] = field(default_factory=dict)
     augmented: AugmentSettings | None = None  # `upcall augment`'s settings; None: not augmented
     augmented_from: str | None = None  # the LISTS folder it augmented
+    # What the lists were made from, by content (None in older files): train.csv's rows
+    # (upcall.data.traincsv.labels_digest) and the listed clips (upcall.data.stamps.clips_digest).
+    # `upcall fit` compares them, never modification times, to tell whether DATA changed since.
+    labels_digest: str | None = None
+    clips_digest: str | None = None
 
     def check_files(self, folder: Path) -> None:
         """UpcallError unless the list files are those this lists.json was written with."""
@@ -99,51 +103,6 @@ def file_digest(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str  # e.g. "train17.aiff"
-    label: int
-    line: int  # 1-based line in train.csv, for error messages
-
-
-def read_train_csv(path: Path) -> list[Clip]:
-    """Parse ``clip_name,label`` rows; each malformed row is an error naming its line."""
-    try:
-        # utf-8-sig: a spreadsheet's byte-order mark is not part of the header's first name.
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except csv.Error as e:
-        raise UpcallError(f"{path}: not a valid CSV file: {e}") from e
-    if not rows or [c.strip() for c in rows[0]] != HEADER:
-        found = ",".join(rows[0]) if rows else "an empty file"
-        raise UpcallError(f"{path}:1: missing header 'clip_name,label' (found {found!r})")
-    clips: list[Clip] = []
-    seen: dict[str, int] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) != 2:
-            raise UpcallError(f"{path}:{line}: expected 2 fields 'clip_name,label', got {len(row)}")
-        name, label = row[0].strip(), row[1].strip()
-        if not name.isprintable():
-            raise UpcallError(f"{path}:{line}: clip name {name!r} has control characters")
-        if label not in ("0", "1"):
-            raise UpcallError(f"{path}:{line}: label {label!r} of {name} is not 0 or 1")
-        if name in seen:
-            raise UpcallError(
-                f"{path}:{line}: clip {name} is listed twice (first on line {seen[name]})"
-            )
-        seen[name] = line
-        clips.append(Clip(name, int(label), line))
-    if not clips:
-        raise UpcallError(f"{path}: lists no clips")
-    return clips
 
 
 def split_indices(
@@ -182,8 +141,47 @@ def balance_indices(
     return np.sort(np.concatenate(out), kind="stable")
 
 
+def spectrogram_root(data_dir: Path, settings: ListSettings) -> Path:
+    """ROOT of the PNGs to list: ``--spectrogram-root``; else the ROOT that ``upcall
+    spectrograms DATA --out ROOT`` made, when it is the only one and DATA holds no PNGs of its
+    own; else DATA (the tutorial's PNGs beside the clips). When both exist the user says which:
+    listing the tutorial PNGs after the user made others elsewhere would be silently wrong."""
+    if settings.spectrogram_root is not None:
+        return settings.spectrogram_root.resolve()
+    others = []
+    for root in spectrogram_roots(data_dir):
+        found = _recorded(root.resolve())
+        if found and found.data_dir and Path(found.data_dir) == data_dir != root.resolve():
+            others.append((root.resolve(), found.mode))
+    if not others:
+        return data_dir
+    own = _recorded(data_dir)
+    if own is None and len(others) == 1 and settings.mode in (None, others[0][1]):
+        root, mode = others[0]
+        print(
+            f"upcall lists: listing the {mode}-mode spectrograms in {root} (made by `upcall "
+            f"spectrograms {data_dir} --out {root}`); --spectrogram-root chooses others",
+            file=sys.stderr,
+        )
+        return root
+    made = ([f"{data_dir} ({own.mode} mode)"] if own else []) + [
+        f"{root} ({mode} mode)" for root, mode in others
+    ]
+    raise UpcallError(
+        f"{data_dir}: spectrograms of these clips are in {', '.join(made)}; say which to list "
+        f"with --spectrogram-root ROOT ({data_dir} for the PNGs beside the clips)"
+    )
+
+
+def _recorded(root: Path) -> SpectrogramSettings | None:
+    try:
+        return SpectrogramSettings.read(root)
+    except UpcallError:
+        return None  # unreadable: not a ROOT to offer
+
+
 def _spectrograms(
-    data_dir: Path, settings: ListSettings, pngs: Sequence[Path], out: Path
+    data_dir: Path, root: Path, settings: ListSettings, pngs: Sequence[Path], out: Path
 ) -> tuple[Path, SpectrogramSettings]:
     """Bring ROOT's PNGs up to date with ``upcall.data.render`` (cheap when they already are).
 
@@ -193,7 +191,6 @@ def _spectrograms(
     Only the listed PNGs (``pngs``, relative to ROOT) must exist: a bad clip the lists do not
     use (an unlisted test clip) is reported and left out.
     """
-    root = (settings.spectrogram_root or data_dir).resolve()
     recorded = SpectrogramSettings.read(root)
     read = recorded.read_options if recorded else ReadOptions()
     mode = settings.mode or (recorded.mode if recorded else "tutorial")
@@ -256,14 +253,29 @@ def make_lists(
     Returns what lists.json holds.
     """
     data_dir, out = Path(data_dir).resolve(), Path(out).resolve()
-    root = (settings.spectrogram_root or data_dir).resolve()
-    with folder_lock(out / ".upcall-lists.lock"), folder_lock(root / LOCK_FILE):
-        return _make_lists(data_dir, out, settings)
-
-
-def _make_lists(data_dir: Path, out: Path, settings: ListSettings) -> ListsManifest:
     csv_path = data_dir / "train.csv"
-    clips = read_train_csv(csv_path)
+    clips = read_train_csv(csv_path)  # before anything is made: a bad row is refused first
+    root = spectrogram_root(data_dir, settings)
+    _refuse_foreign_lists(out)
+    with folder_lock(out / ".upcall-lists.lock"), folder_lock(root / LOCK_FILE):
+        return _make_lists(data_dir, root, out, settings, clips)
+
+
+def _refuse_foreign_lists(out: Path) -> None:
+    """Lists in OUT that no `upcall lists` wrote (no lists.json, no partial marker) are the
+    user's, made by hand or by DIGITS: never overwritten."""
+    theirs = [name for name in ("train.txt", "val.txt") if (out / name).is_file()]
+    if theirs and not any((out / f).is_file() for f in (ListsManifest.FILE, PARTIAL_MARKER)):
+        raise UpcallError(
+            f"{out}: holds {' and '.join(theirs)} that upcall lists did not write (no "
+            f"{ListsManifest.FILE}); choose another --out"
+        )
+
+
+def _make_lists(
+    data_dir: Path, root: Path, out: Path, settings: ListSettings, clips: list[Clip]
+) -> ListsManifest:
+    csv_path = data_dir / "train.csv"
     for clip in clips:
         if not (data_dir / "train" / clip.name).is_file():
             raise UpcallError(
@@ -272,7 +284,7 @@ def _make_lists(data_dir: Path, out: Path, settings: ListSettings) -> ListsManif
     tests = _test_clips(data_dir) if settings.test else []
     pngs = [Path("train", clip.name).with_suffix(".png") for clip in clips]
     pngs += [Path("test", t.name).with_suffix(".png") for t in tests]
-    root, spec_info = _spectrograms(data_dir, settings, pngs, out)
+    root, spec_info = _spectrograms(data_dir, root, settings, pngs, out)
 
     labels = np.array([clip.label for clip in clips])
     split_seq, balance_seq = np.random.SeedSequence(settings.seed).spawn(2)
@@ -317,6 +329,8 @@ def _make_lists(data_dir: Path, out: Path, settings: ListSettings) -> ListsManif
         counts=counts,
         test_images=len(tests),
         files={name: file_digest(out / name) for name in names},
+        labels_digest=labels_digest(clips),
+        clips_digest=clips_digest(root, [p.as_posix() for p in pngs[: len(clips)]]),
     )
     info.write(out)  # last: its presence means the other files are complete
     (out / PARTIAL_MARKER).unlink()
@@ -398,5 +412,12 @@ def run(args: argparse.Namespace) -> int:
         )
     if info.test_images:
         print(f"{'test':<6}{info.test_images:>31}")
+    absent = [name for name, n in info.counts["val"].items() if n == 0]
+    if absent:  # `upcall fit` refuses such lists; here a note, since DIGITS would take them
+        print(
+            f"upcall lists: note: the validation list has no {' or '.join(absent)} clips, so "
+            "its AUC cannot be computed; raise --val-fraction or add clips of that class",
+            file=sys.stderr,
+        )
     print(f"wrote {Path(out) / ListsManifest.FILE} ({settings.split} split, seed {settings.seed})")
     return 0

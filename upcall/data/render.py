@@ -41,10 +41,11 @@ from upcall.data.stamps import (
     ClipStamp,
     append,
     forget_everything,
+    register_root,
     registered_lists,
     stamp,
 )
-from upcall.errors import BatchReport, UpcallError
+from upcall.errors import BatchFailed, BatchReport, UpcallError
 from upcall.jsonfile import INLINE, FormatError, JsonFile, plain
 from upcall.lock import folder_lock
 from upcall.parallel import check_workers, default_workers, map_chunks
@@ -379,13 +380,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     read = ReadOptions(resample=args.resample, mixdown=args.mixdown, fit=args.fit)
-    root, made, kept = make(
-        args.data_dir,
-        out=args.out,
-        mode=args.mode,
-        workers=args.workers,
-        read=read,
-        force=args.force,
-    )
+    data_dir = Path(args.data_dir).resolve()
+    root = Path(args.out).resolve() if args.out is not None else data_dir
+    try:
+        root, made, kept = make(
+            args.data_dir,
+            out=args.out,
+            mode=args.mode,
+            workers=args.workers,
+            read=read,
+            force=args.force,
+        )
+    except BatchFailed:  # the good clips were converted: lists of them may follow
+        if root != data_dir:
+            register_root(data_dir, root)
+        raise
     print(f"{made} spectrograms made, {kept} already up to date, in {root} (mode {args.mode})")
+    if root != data_dir:
+        # So that `upcall lists DATA` lists these PNGs, or asks which, rather than quietly
+        # making (or taking) tutorial ones beside the clips.
+        recorded = register_root(data_dir, root)
+        print(
+            f"next: upcall lists {args.data_dir} --spectrogram-root {args.out}"
+            + ("" if recorded else f" (could not note {root} in {data_dir}: pass it as shown)")
+        )
     return 0

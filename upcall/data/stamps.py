@@ -13,13 +13,19 @@ whose change time moved.
 
 ``ROOT/.upcall-lists``: one LISTS folder per line, added by ``upcall lists`` after it writes
 LISTS/lists.json. ``upcall spectrograms`` refuses to remake PNGs that such lists still use.
+
+``DATA/.upcall-spectrogram-roots``: one ROOT per line, added by ``upcall spectrograms DATA --out
+ROOT``, so that ``upcall lists DATA`` uses (or asks about) the PNGs the user made elsewhere
+instead of quietly making or taking others beside the clips.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from upcall.fsutil import atomic_write_text
 CLIPS_FILE = ".upcall-clips"
 LISTS_FILE = ".upcall-lists"
 LOCK_FILE = ".upcall-spectrograms.lock"
+ROOTS_FILE = ".upcall-spectrogram-roots"  # in DATA: the ROOTs `upcall spectrograms --out` wrote
 
 
 @dataclass(frozen=True)
@@ -127,3 +134,38 @@ def register_lists(root: Path, lists_dir: Path) -> None:
 def forget_everything(root: Path) -> None:
     """Before the PNGs are removed for new settings: their clip stamps mean nothing now."""
     (root / CLIPS_FILE).unlink(missing_ok=True)
+
+
+def clips_digest(root: Path, rels: Sequence[str]) -> str | None:
+    """SHA-256 of the size and CRC-32 of the clip behind each PNG ``rels`` (relative to ROOT,
+    in order), as ROOT's stamps record them; None when one has no stamp. Right after
+    ``upcall.data.render.ensure`` the stamps are those of the clips as they are now, so this
+    is a content digest of the clips, read from the stamps instead of the audio."""
+    stamps = ClipIndex(root).stamps
+    parts = []
+    for rel in rels:
+        s = stamps.get(rel)
+        if s is None:
+            return None
+        parts.append(f"{rel}\t{s.size}\t{s.crc}\n")
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+def spectrogram_roots(data_dir: Path) -> list[Path]:
+    """The ROOTs recorded in DATA by ``upcall spectrograms DATA --out ROOT`` (oldest first)."""
+    try:
+        text = (data_dir / ROOTS_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [Path(line) for line in dict.fromkeys(text.splitlines()) if line.strip()]
+
+
+def register_root(data_dir: Path, root: Path) -> bool:
+    """Record ROOT in DATA (last = newest); False when DATA cannot be written (read-only data:
+    the caller tells the user to pass ``--spectrogram-root``)."""
+    kept = [p for p in spectrogram_roots(data_dir) if p != root and p.is_dir()]
+    try:
+        atomic_write_text(data_dir / ROOTS_FILE, "".join(f"{p}\n" for p in [*kept, root]))
+    except OSError:
+        return False
+    return True

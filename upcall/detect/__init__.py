@@ -4,7 +4,7 @@
       → stream.py: 2 kHz mono blocks, read with bounded memory, cut into overlapping 2-s windows
       → score.py: the job's window images → Predictor.probabilities → one score per window
       → events.py: smooth → threshold → runs grouped → overlaps merged → Detection boxes
-      → run.py: Raven tables per recording and combined, a CSV, detect.json (resume)
+      → run.py: Raven tables per recording (made.py: what made each, for resume), combined.py
       → evaluate.py: precision, recall, F1, AP against a truth table
 
 Torch-free at import: a backend is imported only when a model is loaded.

@@ -10,16 +10,20 @@ tasks. The model, the recordings and the output folder must be at the same paths
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from upcall.errors import UpcallError
+
+if TYPE_CHECKING:
+    from upcall.detect.run import Item
 
 TASK_CPUS = 1  # cores a task asks of Ray, and the threads its network uses
 
 
-def _task(model: str, item: tuple):
+def _task(model: str, item: Item):
     from upcall.detect import run
 
-    run._init(model, TASK_CPUS)
+    run._init(model, TASK_CPUS, item.settings.model_sha256)
     return run._work(item)
 
 
@@ -60,7 +64,7 @@ def reachable(address: str) -> None:
         ) from None
 
 
-def ray_results(address: str, model: str, items: list) -> Iterator:
+def ray_results(address: str, model: str, items: list[Item]) -> Iterator:
     """Results of :func:`upcall.detect.run._work` for ``items``, in order, computed on Ray."""
     from upcall.detect.run import Result
 
@@ -73,6 +77,6 @@ def ray_results(address: str, model: str, items: list) -> Iterator:
                 yield ray.get(ref)
             except ray.exceptions.RayError as e:  # the task's process died, or Ray lost it
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                yield Result(item[0], 0.0, (), f"Ray task failed: {first}")
+                yield Result(item.path, 0.0, (), f"Ray task failed: {first}")
     finally:
         ray.shutdown()

@@ -5,30 +5,42 @@ taken from the highest score down, and each takes the unmatched truth selection 
 whose centre is nearest its own, among those it reaches: the two time spans, each widened by
 ``tolerance`` seconds, overlap. Because a detection's match does not depend on lower-scored ones,
 one pass gives the matches at every threshold: the precision–recall curve, the average precision
-(the sum over the curve's steps of recall gained × precision there), the best F1, and the lowest
-threshold whose precision reaches ``--precision``.
+(the sum over the curve's steps of recall gained × precision there), the best F1, and the
+lowest threshold whose precision reaches ``--precision``.
 
-Recordings are matched by file: a selection's ``Begin Path``, else its table's name, with the
-suffixes ``.txt``, ``.selections``/``.detections`` and the audio suffix taken off
-(``rec.wav.selections.txt`` → ``rec``). TRUTH and DETECTIONS are tables or folders of them.
+TRUTH and DETECTIONS are tables or folders of them, told apart by content
+(:attr:`upcall.audio.raven.Table.kind`): a table with a ``Verified`` column is truth (its ``yes``
+rows), an unreviewed one with a ``Score`` column is detections, one with neither is truth. In a
+folder, tables of the other kind are passed over (detections written into a recordings folder,
+truth kept beside detections); a file of the other kind is an error (the arguments swapped).
+Recordings are matched by path relative to the folder given (a file's own folder): a table's
+path less its ``.txt``, ``.selections``/``.detections`` and audio suffixes
+(``site1/rec.wav.selections.txt`` → ``site1/rec``), or a selection's ``Begin Path`` (relative to
+that folder when inside it; an absolute path outside matches the one truth recording whose
+relative path ends it). Detections of a recording the truth does not cover are an error unless
+``--only-truth-recordings`` skips them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from upcall.audio import raven
 from upcall.audio.clip import AUDIO_SUFFIXES
-from upcall.audio.raven import Selection, read_table
+from upcall.audio.raven import Selection
 from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
 
 HELP = "precision, recall, F1 and AP of detections against a truth selection table"
-COMBINED = ("detections.txt",)  # run.py's combined table: its rows name their files
+_NOUN = {"truth": "truth", "detections": "detection"}
+COMBINED = "detections.txt"  # run.py's combined table beside detect.json: its rows are per-file
 
 
 @dataclass(frozen=True)
@@ -79,28 +91,100 @@ def _prf(tp: int, n: int, n_truth: int) -> tuple[float, float, float]:
 
 
 def recording_key(name: str) -> str:
-    """``rec.wav.selections.txt`` / ``/x/rec.wav`` → ``rec``."""
-    name = Path(name).name
+    """``site1/rec.wav.selections.txt`` / ``/x/rec.wav`` → ``site1/rec`` / ``/x/rec``."""
+    path = PurePosixPath(name.replace(os.sep, "/"))
+    stem = path.name
     for suffix in (".txt", ".selections", ".detections", *AUDIO_SUFFIXES):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return str(path.with_name(stem)) if stem else str(path)
 
 
-def load(paths: list[Path]) -> dict[str, list[Selection]]:
-    """Selections by recording key from tables or folders of tables."""
-    tables = []
-    for p in paths:
-        if p.is_dir():
-            tables += sorted(p.rglob("*.txt"))
+def _tables(root: Path, kind: str) -> list[tuple[raven.Table, Path]]:
+    """(table, folder its paths are relative to) of ``kind`` under ``root`` (a file or folder)."""
+    other = "detections" if kind == "truth" else "truth"
+    why = {
+        "truth": "a Verified column, or no Score column",
+        "detections": "a Score column and no Verified column",
+    }
+    if root.is_file():
+        table = raven.read(root)
+        if table.kind != kind:
+            raise UpcallError(
+                f"{root}: a {_NOUN[other]} table ({why[other]}), given as {kind}; "
+                "the order is `upcall evaluate TRUTH DETECTIONS`"
+            )
+        return [(table, root.parent)]
+    if not root.is_dir():
+        raise UpcallError(f"{root}: no such file or folder")
+    combined = root / COMBINED if (root / "detect.json").is_file() else None
+    found, passed = [], 0
+    for path in sorted(root.rglob("*.txt")):
+        if path == combined:
+            continue
+        try:
+            table = raven.read(path)
+        except raven.NotATable:
+            continue  # notes, lists: not selection tables
+        if table.kind == kind:
+            found.append((table, root))
         else:
-            tables.append(p)
-    found: dict[str, list[Selection]] = {}
-    for table in tables:
-        for s in read_table(table):
-            key = recording_key(s.begin_path or table.name)
-            found.setdefault(key, []).append(s)
+            passed += 1
+    if passed:
+        print(f"{root}: {passed} {_NOUN[other]} table(s) passed over", file=sys.stderr)
+    if not found:
+        raise UpcallError(f"{root}: no {_NOUN[kind]} tables ({why[kind]}) in it")
     return found
+
+
+def load(paths: list[Path], *, kind: str = "truth") -> dict[str, list[Selection]]:
+    """Selections by recording key (see the module doc) from tables or folders of tables. Every
+    recording a truth table covers has a key, even one without calls."""
+    found: dict[str, list[Selection]] = {}
+    for p in paths:
+        for table, base in _tables(p, kind):
+            rows = table.truth() if kind == "truth" else table.selections
+            if raven.BEGIN_PATH not in table.columns:
+                rel = os.path.relpath(table.path, base)
+                found.setdefault(recording_key(rel), []).extend(rows)
+                continue
+            for s in rows:
+                where = Path(s.begin_path) if s.begin_path else table.path
+                if not where.is_absolute():
+                    where = base / where
+                inside = os.path.abspath(where).startswith(os.path.abspath(base) + os.sep)
+                name = os.path.relpath(where, base) if inside else os.path.abspath(where)
+                found.setdefault(recording_key(name), []).append(s)
+    return found
+
+
+def pair(truth: set[str], found: set[str]) -> dict[str, str | None]:
+    """Each detection key → its truth key, or None: equal relative paths, or for an absolute
+    path (a Begin Path outside the folder given) the one truth key its path ends with."""
+    out: dict[str, str | None] = {}
+    for key in found:
+        if key in truth:
+            out[key] = key
+            continue
+        match = None
+        if PurePosixPath(key).is_absolute():
+            parts = PurePosixPath(key).parts
+            ends = [
+                t for t in truth if parts[-len(PurePosixPath(t).parts) :] == PurePosixPath(t).parts
+            ]
+            match = ends[0] if len(ends) == 1 else None
+        out[key] = match
+    claimed: dict[str, list[str]] = {}
+    for key, t in out.items():
+        if t is not None:
+            claimed.setdefault(t, []).append(key)
+    for t, keys in claimed.items():
+        if len(keys) > 1:
+            raise UpcallError(
+                f"truth recording {t!r} matches several recordings of the detections "
+                f"({', '.join(sorted(keys))}); give the folders that hold their paths"
+            )
+    return out
 
 
 def _reaches(d: Selection, t: Selection, tol: float) -> bool:
@@ -193,9 +277,11 @@ def plot(c: Curve, result: Evaluation, path: Path) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("truth", type=Path, help="truth table(s): a file or a folder")
-    parser.add_argument("detections", type=Path, help="detection table: a file or folder")
-    parser.add_argument("--tolerance", type=float, default=1.0, help="seconds (1.0)")
+    parser.add_argument(
+        "truth", type=Path, help="truth table(s): a file or a folder (searched recursively)"
+    )
+    parser.add_argument("detections", type=Path, help="detection table(s): a file or folder")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="seconds, ≥ 0 (1.0)")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -206,29 +292,48 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--precision",
         type=float,
         default=0.9,
-        help="report the threshold that reaches this precision (0.9)",
+        help="report the threshold that reaches this precision, in (0, 1] (0.9)",
+    )
+    parser.add_argument(
+        "--only-truth-recordings",
+        action="store_true",
+        help="skip detections of recordings the truth does not cover (else an error)",
     )
     parser.add_argument("--out", type=Path, help="folder for evaluation.json and pr_curve.png")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise UpcallError(f"--tolerance must be a number of seconds ≥ 0, got {args.tolerance}")
+    if not 0 < args.precision <= 1:  # NaN fails too
+        raise UpcallError(f"--precision must be in (0, 1], got {args.precision}")
+    if not math.isfinite(args.threshold):
+        raise UpcallError(f"--threshold must be a number, got {args.threshold}")
+
+
 def run(args: argparse.Namespace) -> int:
-    det = args.detections
-    if det.is_dir() and (det / COMBINED[0]).exists():
-        det_paths = [det / COMBINED[0]]  # one table naming its files; not also the per-file ones
-    else:
-        det_paths = [det]
-    truth, found = load([args.truth]), load(det_paths)
-    unknown = sorted(set(found) - set(truth))
-    if unknown:
-        print(
-            f"detections for recordings without truth (all false): {', '.join(unknown)}",
-            file=sys.stderr,
+    check_args(args)
+    truth = load([args.truth], kind="truth")
+    found = load([args.detections], kind="detections")
+    paired = pair(set(truth), set(found))
+    unknown = sorted(k for k, t in paired.items() if t is None)
+    if unknown and not args.only_truth_recordings:
+        raise UpcallError(
+            f"{args.detections}: detections of {len(unknown)} recording(s) the truth "
+            f"{args.truth} does not cover ({', '.join(unknown[:3])}"
+            + (", …" if len(unknown) > 3 else "")
+            + "); paths are matched relative to the folders given "
+            "(--only-truth-recordings skips them)"
         )
-    if not truth:
-        raise UpcallError(f"{args.truth}: no truth selections")
+    if unknown:
+        print(f"skipped detections of recordings without truth: {', '.join(unknown)}",
+              file=sys.stderr)  # fmt: skip
+    matched = {t: found[k] for k, t in paired.items() if t is not None}
+    if not matched:
+        raise UpcallError(f"{args.detections}: no recording matches one of the truth {args.truth}")
     result, c = evaluate(
         truth,
-        found,
+        matched,
         tolerance=args.tolerance,
         threshold=args.threshold,
         target_precision=args.precision,

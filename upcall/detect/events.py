@@ -56,13 +56,21 @@ class Detection:
 
 
 def smooth(scores: np.ndarray, *, width: int) -> np.ndarray:
-    """Centred moving average over ``width`` windows (1: unchanged); edges average fewer."""
-    if width <= 1 or len(scores) == 0:
+    """Centred moving average over ``width`` windows (1: unchanged); edges average fewer, and a
+    width beyond the recording averages what there is (the result has one value per window)."""
+    if width < 1:
+        raise ValueError(f"smoothing width must be at least 1, got {width}")
+    n = len(scores)
+    if width == 1 or n == 0:
         return scores
-    kernel = np.ones(width)
-    total = np.convolve(scores, kernel, mode="same")
-    count = np.convolve(np.ones_like(scores), kernel, mode="same")
-    return total / count
+    # window i averages scores[i - width//2 : i + (width-1)//2 + 1], clipped to the recording
+    # (the centring of numpy's convolve "same", which this replaced: its output grew to
+    # ``width`` values when the kernel was longer than the scores)
+    sums = np.concatenate([[0.0], np.cumsum(scores)])
+    i = np.arange(n)
+    lo = np.maximum(i - width // 2, 0)
+    hi = np.minimum(i + (width - 1) // 2 + 1, n)
+    return (sums[hi] - sums[lo]) / (hi - lo)
 
 
 def runs(above: np.ndarray) -> list[Run]:

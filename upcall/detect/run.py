@@ -1,34 +1,37 @@
 """``upcall detect MODEL RECORDINGS... --out DIR``: up-calls in long recordings, as Raven tables.
 
-    DIR/detect.json                  DetectSettings: the model and settings the outputs came from;
-                                     a rerun with other settings is refused (use another --out)
+    DIR/detect.json                  DetectSettings: the model and settings of the last run
     DIR/<rel>.detections.txt         one Raven selection table per recording (<rel>: the file's
-                                     path under the folder given, or its name), written last and
-                                     atomically: its presence marks the recording done
+                                     path under the deepest folder holding every input, so the
+                                     input tree is mirrored and equal names stay apart)
     DIR/<rel>.scores.csv             with --scores: start_s,score per window
+    DIR/<rel>.made.json              what made the table (:mod:`upcall.detect.made`): a rerun
+                                     keeps a table only when the model, the settings and the
+                                     recording are the ones it was made from
     DIR/detections.txt, .csv         all recordings, with Begin Path and File Offset (s)
 
 Windows are scored one by one, or with one pass of the network over each batch of windows'
 audio where the spectrogram mode and the net allow it (see :mod:`upcall.detect.score`;
-detect.json's ``scoring`` says which). Unreadable files are reported, skipped, and make the
-exit status non-zero.
+detect.json's ``scoring`` says which). Unreadable files, and paths a Raven table cannot hold
+(tabs, newlines), are reported, skipped, and make the exit status non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import hashlib
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from upcall.audio.raven import read_table, write_table
+from upcall.audio.raven import write_table
 from upcall.detect import events, stream
+from upcall.detect.combined import table_path, write_combined
+from upcall.detect.made import Made, file_sha256, is_done, record_path, settings_digest, stamp
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.jsonfile import JsonFile
@@ -49,6 +52,22 @@ class DetectSettings(JsonFile):
     smoothing: int  # windows in the moving average (1: none)
     # "per-window", or "fully-convolutional" (step_s is then rounded to the trunk's stride)
     scoring: str = "per-window"
+    # SHA-256 of the weights (and, for a job, its deploy.prototxt): `train --restart` keeps the
+    # snapshot's name but not its weights
+    model_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One recording's work, as a worker (local or Ray) gets it."""
+
+    path: str
+    table: str
+    settings: DetectSettings
+    scores_csv: str | None  # where to write the scores, or None
+    block_s: float
+    made: Made  # written to record after the table: what it was made from
+    record: str
 
 
 @dataclass(frozen=True)
@@ -59,10 +78,6 @@ class Result:
     seconds: float  # audio length
     detections: tuple[events.Detection, ...]
     problem: str | None = None
-
-
-def table_path(out: Path, rel: Path) -> Path:
-    return out / f"{rel}.detections.txt"
 
 
 def detect_file(
@@ -90,6 +105,8 @@ def detect_file(
         stream.WINDOW / stream.RATE,
     )
     found = events.detect(timeline, threshold=settings.threshold, smoothing=settings.smoothing)
+    # a recording shorter than a window is scored zero-padded: no detection ends past its end
+    found = [replace(d, end_s=min(d.end_s, seconds)) for d in found]
     if scores_csv is not None:
         lines = ["start_s,score"] + [
             f"{i * timeline.step_s:.3f},{s:.6f}" for i, s in enumerate(scored.scores)
@@ -100,13 +117,14 @@ def detect_file(
 
 
 _SCORER = None  # one per worker process
-_SCORER_KEY: tuple[str, int | None] | None = None  # (model, threads) it was loaded for
+_SCORER_KEY: tuple | None = None  # (model, its SHA-256, threads) it was loaded for
 
 
-def _init(model: str, threads: int | None):
-    """Load the model once per worker process; ``threads``: its share of the cores."""
+def _init(model: str, threads: int | None, digest: str = ""):
+    """Load the model once per worker process; ``threads``: its share of the cores; ``digest``:
+    the model's hash, so a process that is reused (in-process runs, Ray) notices new weights."""
     global _SCORER, _SCORER_KEY
-    if _SCORER_KEY == (model, threads):
+    if _SCORER_KEY == (model, digest, threads):
         return _SCORER  # a reused worker (Ray) keeps its model
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for any OpenMP pool started later
@@ -114,36 +132,47 @@ def _init(model: str, threads: int | None):
 
     # the predictor sets its backend's thread pool (torch, onnxruntime) to ``threads``
     _SCORER = Scorer(Path(model), threads=threads)
-    _SCORER_KEY = (model, threads)
+    _SCORER_KEY = (model, digest, threads)
     return _SCORER
 
 
-def _work(item: tuple[str, str, DetectSettings, str, bool, float]) -> Result:
-    path, table, settings, rel_scores, want_scores, block_s = item
+def _work(item: Item) -> Result:
+    path = item.path
     try:
         seconds, found, _ = detect_file(
             _SCORER,
             Path(path),
-            settings,
-            block_s=block_s,
-            scores_csv=Path(rel_scores) if want_scores else None,
+            item.settings,
+            block_s=item.block_s,
+            scores_csv=Path(item.scores_csv) if item.scores_csv else None,
         )
     except (UpcallError, ValueError, OSError, RuntimeError) as e:
         return Result(path, 0.0, (), str(e).removeprefix(f"{path}: "))
-    Path(table).parent.mkdir(parents=True, exist_ok=True)
-    write_table(table, [d.selection() for d in found])
+    Path(item.table).parent.mkdir(parents=True, exist_ok=True)
+    write_table(item.table, [d.selection() for d in found], scores=True)
+    item.made.write(item.record)  # last: the table and scores it describes are complete
     return Result(path, seconds, tuple(found))
 
 
-def check_settings(out: Path, settings: DetectSettings) -> None:
+def note_settings(out: Path, settings: DetectSettings) -> None:
+    """Write detect.json; say so when the last run in ``out`` had other settings (its tables
+    are then made again, as their records no longer match)."""
     old = DetectSettings.read(out)
     if old is not None and old != settings:
-        raise UpcallError(
-            f"{out / DetectSettings.FILE}: made with other settings ({old}); "
-            "use another --out, or delete the folder to start again"
+        print(
+            f"{out / DetectSettings.FILE}: the last run used another model or settings; "
+            "its tables are made again",
+            file=sys.stderr,
         )
     out.mkdir(parents=True, exist_ok=True)
     settings.write(out)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot go into a Raven table, or None (its cells are tab-separated lines)."""
+    if any(c in str(path) for c in "\t\n\r"):
+        return "its path holds a tab or newline, which a Raven table cannot hold; rename it"
+    return None
 
 
 def detect(
@@ -171,30 +200,60 @@ def detect(
         raise UpcallError(f"--step must be in (0, 2] seconds, got {step_s}")
     if not 0.0 <= threshold <= 1.0:
         raise UpcallError(f"--threshold must be in [0, 1], got {threshold}")
+    if smoothing < 1:
+        raise UpcallError(f"--smoothing must be at least 1 window (1: none), got {smoothing}")
+    if workers < 1:
+        raise UpcallError(f"--workers must be at least 1, got {workers}")
     job = job.resolve()
-    weights = model_weights(job)
+    weights, model_hash = model_weights(job)
     files = stream.find_recordings(inputs)
     # the model is loaded here too: how windows are scored, and the step, depend on its net
-    choice = _init(str(job), None).choose(round(step_s * stream.RATE), per_window=per_window)
+    choice = _init(str(job), None, model_hash).choose(
+        round(step_s * stream.RATE), per_window=per_window
+    )
     print(choice.note, file=sys.stderr)
     settings = DetectSettings(
-        str(job), weights, threshold, choice.step / stream.RATE, channel, smoothing, choice.scoring
+        str(job),
+        weights,
+        threshold,
+        choice.step / stream.RATE,
+        channel,
+        smoothing,
+        choice.scoring,
+        model_hash,
     )
-    check_settings(out, settings)
+    note_settings(out, settings)
+    digest = settings_digest(settings)
     report = BatchReport("recordings")
-    todo, done = [], []
+    items: list[Item] = []
+    done, finished = 0, set()  # recordings whose table is of this run
     for path, rel in files:
-        table = table_path(out, rel)
-        (done if table.exists() else todo).append((path, rel))
+        if problem := unwritable(path):
+            report.fail(ascii(str(path)), problem)  # ascii: the report stays one line
+            continue
+        try:
+            made = Made(digest, stamp(path), scores)
+        except UpcallError as e:
+            report.fail(path, str(e).removeprefix(f"{path}: "))
+            continue
+        table, csv_path = table_path(out, rel), out / f"{rel}.scores.csv"
+        if is_done(out, rel, made, table, csv_path if scores else None):
+            done += 1
+            report.ok()
+            finished.add(str(path))
+            continue
+        record = record_path(out, rel)
+        csv_out = str(csv_path) if scores else None
+        if not scores:  # an earlier run's scores would sit beside a table made from other inputs
+            csv_path.unlink(missing_ok=True)
+        items.append(Item(str(path), str(table), settings, csv_out, block_s, made, str(record)))
     if done:
-        print(f"{len(done)} recording(s) already done in {out}: skipped", file=sys.stderr)
-    items = [
-        (str(p), str(table_path(out, r)), settings, str(out / f"{r}.scores.csv"), scores, block_s)
-        for p, r in todo
-    ]
+        print(f"{done} recording(s) already done in {out}: skipped", file=sys.stderr)
     clock, audio_s = time.perf_counter(), 0.0
     for n, result in enumerate(_results(job, items, workers, ray), start=1):
         report.record(result.path, result.problem)
+        if result.problem is None:
+            finished.add(result.path)
         audio_s += result.seconds
         rate = audio_s / max(time.perf_counter() - clock, 1e-9)
         print(
@@ -204,78 +263,57 @@ def detect(
             file=sys.stderr,
             flush=True,
         )
-    write_combined(out, files)
+    # only tables of this run: a failed redo's old table was made from other inputs
+    write_combined(out, [f for f in files if str(f[0]) in finished])
     return report
 
 
-def model_weights(model: Path) -> str:
-    """What detect.json records as the weights: the snapshot a job's latest set holds, or the
-    exported .onnx file itself."""
-    from upcall.engines.predict import is_exported, read_deploy
+def model_weights(model: Path) -> tuple[str, str]:
+    """(weights, SHA-256) detect.json records: the snapshot a job's latest set holds (hashed
+    with its deploy.prototxt), or the exported .onnx file itself."""
+    from upcall.engines.predict import is_exported, job_kind, read_deploy
 
     if is_exported(model):
         if not model.is_file():
             raise UpcallError(f"{model}: no such ONNX model")
-        return str(model)
-    return str(read_deploy(model).weights)
+        return str(model), file_sha256(model)
+    if job_kind(model) is not None:
+        raise UpcallError(
+            f"{model}: the classical baseline cannot detect: it classifies whole 2-s clips from "
+            "their features, not windows of a recording; detect with a trained network job"
+        )
+    deploy = read_deploy(model)
+    both = f"{file_sha256(deploy.weights)} {file_sha256(deploy.prototxt)}"
+    return str(deploy.weights), hashlib.sha256(both.encode()).hexdigest()
 
 
-def _results(job: Path, items: list, workers: int, ray: str | None = None):
+def _results(job: Path, items: list[Item], workers: int, ray: str | None = None):
     if not items:
         return
+    digest = items[0].settings.model_sha256
     if ray is not None:
         from upcall.detect.cluster import ray_results
 
         yield from ray_results(ray, str(job), items)
         return
-    if workers <= 1 or len(items) <= 1:
-        _init(str(job), None)
+    from upcall.parallel import cap_workers, default_workers, process_pool
+
+    # never more workers than files, nor than cores: idle workers each load the model, and
+    # more than the cores only contend (64 workers on two files ran at 22× instead of 490×)
+    workers = cap_workers(workers, len(items))
+    if workers <= 1:
+        _init(str(job), None, digest)
         yield from map(_work, items)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from upcall.parallel import default_workers
-
     # each worker's share of the cores: N workers with every core each oversubscribe them
     # (2 workers on 2 cores ran at 0.52× one worker's speed before this)
     threads = max(1, default_workers() // workers)
+    print(f"{workers} worker processes, {threads} thread(s) each", file=sys.stderr)
     # spawn, not fork: a forked child of a process that has run torch can hang in its threads
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init, initargs=(str(job), threads)
-    ) as pool:
+    # (process_pool: the workers die with this process, and stop at once when it is stopped)
+    init = (str(job), threads, digest)
+    with process_pool(workers, start="spawn", init=_init, initargs=init) as pool:
         yield from pool.map(_work, items)
-
-
-def write_combined(out: Path, files: list[tuple[Path, Path]]) -> None:
-    """DIR/detections.txt (Raven, with Begin Path) and detections.csv from the finished tables."""
-    rows = []
-    for path, rel in files:
-        table = table_path(out, rel)
-        if table.exists():
-            rows += [
-                s.__class__(
-                    **{**s.__dict__, "begin_path": str(path.resolve()), "file_offset_s": s.begin_s}
-                )
-                for s in read_table(table)
-            ]
-    write_table(out / "detections.txt", rows)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["recording", "begin_s", "end_s", "low_hz", "high_hz", "score"])
-    for s in rows:
-        w.writerow(
-            [
-                s.begin_path,
-                f"{s.begin_s:.3f}",
-                f"{s.end_s:.3f}",
-                f"{s.low_hz:.1f}",
-                f"{s.high_hz:.1f}",
-                f"{s.score:.6f}",
-            ]
-        )
-    atomic_write_text(out / "detections.csv", buf.getvalue())
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -304,13 +342,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--smoothing",
         type=int,
         default=1,
-        help="windows in the moving average of the scores (1: none)",
+        help="windows in the moving average of the scores (1: none; at least 1)",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="files in parallel on this machine (1); each takes cores / N threads",
+        help="files in parallel on this machine (1; never more than the files or the cores); "
+        "each takes cores / N threads",
     )
     parser.add_argument(
         "--ray",

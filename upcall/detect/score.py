@@ -8,7 +8,8 @@ Two ways, chosen per model (:meth:`Scorer.choose`):
   block would not be the pixels the network was trained on.
 * fully convolutional: for a mode whose columns do not depend on the rest of the image
   (``per_image`` False: ``fine``) and a backend with a sliding pass
-  (:meth:`upcall.engines.predict.Predictor.sliding`, the torch one for nets like WhaleNet),
+  (:meth:`upcall.engines.predict.Predictor.sliding`: the torch one for nets like WhaleNet, and
+  the onnx one on the same nets' exports, so a job and its export give the same detections),
   the spectrogram of a batch of windows' audio is computed once and the network's trunk runs
   once over it. Window positions are then multiples of the trunk's stride (hop × the product
   of the strides along time), so the step is rounded to one.
@@ -112,7 +113,14 @@ class Scorer:
             )
         if not self.spec.native:
             return "the job resizes its images"
-        return self.predictor.sliding()
+        found = self.predictor.sliding()
+        if isinstance(found, str) and self.predictor.name == "onnx":
+            # the job folder (torch) may still slide: then the two differ, and the user is told
+            found += (
+                "; the job folder this model came from may score fully convolutionally, which "
+                "gives other detections (detect it with --per-window for these)"
+            )
+        return found
 
     def score_span(self, span: Span, step: int) -> Scored:
         """Scores of a span's windows: one pass when :meth:`choose` picked it, else per window."""

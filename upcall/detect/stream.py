@@ -10,6 +10,7 @@ block, so the windows, and hence the scores, do not depend on the block size.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,12 +19,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from upcall.audio.clip import AUDIO_SUFFIXES
+from upcall.audio.clip import AUDIO_SUFFIXES, check_complete
 from upcall.errors import UpcallError
+from upcall.fsutil import why_unreadable
 
 RATE = 2000  # Hz the models take
 WINDOW = 4000  # samples: the 2-s window the models were trained on
 CONTEXT_S = 1.0  # seconds of neighbouring audio each side of a block when resampling
+# Lowest sample rate a recording may have. Up-calls sweep 50–250 Hz and the models were trained
+# on 2 kHz audio; at 1 kHz the Nyquist frequency (500 Hz) leaves the whole up-call band and its
+# first harmonic region below the anti-aliasing roll-off, so the band the detector looks at is
+# really there. A lower rate (a 100 Hz file holds nothing above 50 Hz) would be upsampled into an
+# image with an empty up-call band and scored as if it were silence: refused instead.
+MIN_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -35,31 +43,53 @@ class Windows:
 
 
 def find_recordings(inputs: list[Path]) -> list[tuple[Path, Path]]:
-    """(file, path relative to what was given) for every recording; folders searched recursively."""
+    """(file, path under the deepest folder holding every input) for each recording, each once;
+    folders are searched recursively. The relative paths mirror the input tree, so two files of
+    one name in different folders (``site1/rec.wav``, ``site2/rec.wav``) stay apart."""
     found = []
     for p in inputs:
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
             if not files:
                 raise UpcallError(f"{p}: no recordings ({', '.join(AUDIO_SUFFIXES)}) in it")
-            found += [(f, f.relative_to(p)) for f in files if f.is_file()]
+            found += [f for f in files if f.is_file()]
         else:
-            found.append((p, Path(p.name)))
-    return found
+            found.append(p)
+    # absolute, not resolved: a symlinked recording keeps its place in the tree it was found in
+    roots = [os.path.abspath(p if p.is_dir() else p.parent) for p in inputs]
+    base = os.path.commonpath(roots) if roots else os.getcwd()
+    out, seen = [], set()
+    for f in found:
+        a = os.path.abspath(f)
+        if a not in seen:
+            seen.add(a)
+            out.append((f, Path(os.path.relpath(a, base))))
+    return out
 
 
 def open_audio(path: Path, *, channel: int) -> sf.SoundFile:
-    """The file opened for reading; UpcallError for an unreadable, empty or wrong one."""
+    """The file opened for reading; UpcallError for an unreadable, empty, truncated or wrong one
+    (a sample rate below :data:`MIN_RATE`)."""
     try:
         f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        if denied := why_unreadable(path):
+            raise UpcallError(f"{path}: cannot read: {denied}") from None
         raise UpcallError(f"{path}: not readable audio ({e})") from None
-    if f.frames == 0:
+    try:
+        check_complete(path, f)
+        if f.frames == 0:
+            raise UpcallError(f"{path}: empty recording (no samples)")
+        if not 0 <= channel < f.channels:
+            raise UpcallError(f"{path}: has {f.channels} channel(s), no channel {channel}")
+        if f.samplerate < MIN_RATE:
+            raise UpcallError(
+                f"{path}: sample rate {f.samplerate} Hz is below {MIN_RATE} Hz: it cannot hold "
+                "the up-call band (50-250 Hz) with room for its anti-aliasing filter"
+            )
+    except UpcallError:
         f.close()
-        raise UpcallError(f"{path}: empty recording (no samples)")
-    if not 0 <= channel < f.channels:
-        f.close()
-        raise UpcallError(f"{path}: has {f.channels} channel(s), no channel {channel}")
+        raise
     return f
 
 
@@ -76,6 +106,7 @@ def blocks(path: Path, *, channel: int = 0, block_s: float = 600.0) -> Iterator[
             n = max(1, round(block_s * rate))
             while len(x := f.read(n, dtype="float64", always_2d=True)):
                 yield x[:, channel]
+            _check_read(path, f)
             return
         ratio = Fraction(RATE, rate)
         n, ctx = max(1, round(block_s * rate)), round(CONTEXT_S * rate)
@@ -92,6 +123,15 @@ def blocks(path: Path, *, channel: int = 0, block_s: float = 600.0) -> Iterator[
             yield y[begin : begin + out_total - done_out]
             done_out = out_total
             prev, cur = np.concatenate([prev[-ctx:], cur]), nxt
+        _check_read(path, f)
+
+
+def _check_read(path: Path, f: sf.SoundFile) -> None:
+    """UpcallError when the data ended before the frames the header declares (a cut file)."""
+    if f.tell() != f.frames:
+        raise UpcallError(
+            f"{path}: truncated file (header declares {f.frames} frames, {f.tell()} could be read)"
+        )
 
 
 def _resample(x: np.ndarray, ratio: Fraction) -> np.ndarray:

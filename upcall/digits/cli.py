@@ -46,11 +46,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p = client_parser(name, what)
         p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     p = sub.add_parser("serve", help="run upcall's DIGITS-compatible server")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost)")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--jobs-dir", type=Path, default=Path("digits-jobs"), metavar="DIR")
     p.add_argument(
-        "--engine", default="torch", choices=("torch", "caffe"), help="the engine that trains"
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000, DIGITS's)")
+    p.add_argument(
+        "--jobs-dir",
+        type=Path,
+        default=Path("digits-jobs"),
+        metavar="DIR",
+        help="the folder of the server's jobs, one folder each; kept across restarts "
+        "(default ./digits-jobs)",
+    )
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "caffe"),
+        help="the engine that trains (default torch)",
+    )
+    p.add_argument(
+        "--data-root",
+        dest="data_roots",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a folder whose files requests may name (server paths in lists, textfile_local_*, "
+        "image_path); repeatable; default: the folder the server is started in",
     )
 
 
@@ -58,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "serve":
         from upcall.digits.server import serve  # flask: only the server needs it
 
-        serve(args.host, args.port, args.jobs_dir, engine=args.engine)
+        serve(args.host, args.port, args.jobs_dir, engine=args.engine, data_roots=args.data_roots)
         return 0
     from upcall.digits.client import DigitsClient
 

@@ -77,7 +77,7 @@ class DigitsClient:
         retries: int = 3,
         backoff: float = 0.5,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_url(url)
         self.username = username
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.cookies = http.cookiejar.CookieJar()
@@ -282,6 +282,21 @@ class DigitsClient:
         files = {"image_list": ("image_list.txt", image_list.encode())}
         answer = self.json("POST", route, fields={"job_id": model_id}, files=files)
         return answer["classifications"]
+
+
+def check_url(url: str) -> str:
+    """``url`` without its trailing "/"; UpcallError unless it is an http(s) URL with a host."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a bad port (":abc", ":99999") raises only when read
+    except ValueError as e:  # "http://[::1": "Invalid IPv6 URL"
+        raise UpcallError(f"--digits-url {url!r}: not a URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpcallError(
+            f"--digits-url {url!r}: not an http:// or https:// URL with a host, "
+            "e.g. http://127.0.0.1:5000"
+        )
+    return url.rstrip("/")
 
 
 def _read(path: Path | str) -> bytes:

@@ -46,6 +46,8 @@ def read_request(path: Path) -> RequestFile:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 by its specification
+        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start}), as TOML must be") from None
     except tomllib.TOMLDecodeError as e:
         raise UpcallError(f"{path}: not a TOML request file: {e}") from None
     if "dataset_name" in raw:
@@ -70,7 +72,13 @@ def read_request(path: Path) -> RequestFile:
             if value[0] == "@":
                 files[key] = (target.name, content)
             else:
-                fields[key] = content.decode("utf-8")
+                try:
+                    fields[key] = content.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UpcallError(
+                        f"{path}: {key}: {target} is not UTF-8 text (byte {e.start}); "
+                        "send a binary file with @ instead of <"
+                    ) from None
         else:
             fields[key] = value
     return RequestFile(path, kind, fields, files)

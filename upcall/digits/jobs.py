@@ -17,6 +17,7 @@ trains models, so several jobs queue on one machine and a model waits for its da
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
+from upcall.lock import folder_lock
 
 INIT, WAIT, RUN, DONE, ABORT, ERROR = (
     "Initialized",
@@ -39,6 +41,8 @@ INIT, WAIT, RUN, DONE, ABORT, ERROR = (
 )
 RUNNING = (INIT, WAIT, RUN)  # DIGITS's Status.is_running()
 TYPES = {"dataset": "Image Classification Dataset", "model": "Image Classification Model"}
+LOCK_FILE = ".upcall-digits-serve.lock"  # held by the one server of a jobs folder
+MAX_ERROR = 1000  # characters of a job's error text (status JSON, digits_job.json)
 CSS = {
     INIT: "warning",
     WAIT: "warning",
@@ -104,6 +108,16 @@ class JobStore:
     def __init__(self, jobs_dir: Path, work: dict) -> None:
         self.dir = Path(jobs_dir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
+        # One server per jobs folder: two would both queue the same waiting job again and then
+        # disagree about its state. The kernel drops the lock when the server dies.
+        self._held = contextlib.ExitStack()
+        try:
+            self._held.enter_context(folder_lock(self.dir / LOCK_FILE))
+        except UpcallError:
+            raise UpcallError(
+                f"{self.dir}: another upcall digits serve is using this jobs folder; stop it, "
+                "or give this one another --jobs-dir"
+            ) from None
         self.work = work
         self.lock = threading.RLock()
         self.jobs: dict[str, JobRecord] = {}
@@ -201,7 +215,7 @@ class JobStore:
         try:
             self.work[record.kind](self, self.get(job_id))
         except Exception as e:  # anything: the job must end in a status, never stay Running
-            self._finish(job_id, ERROR, str(e) or type(e).__name__)
+            self._finish(job_id, ERROR, one_line(str(e)) or type(e).__name__)
             return
         finally:
             self.abort_hooks.pop(job_id, None)
@@ -267,3 +281,11 @@ class JobStore:
                 hook(kill=True)  # the child would die with the server anyway
         for q in self.queues.values():
             q.shutdown(wait=False, cancel_futures=True)
+        self._held.close()
+
+
+def one_line(text: str, limit: int = MAX_ERROR) -> str:
+    """``text`` as one line of at most ``limit`` characters (an error that quotes a 150 MB line
+    must not become a 150 MB status answer)."""
+    line = " ".join(text[: limit + 1].split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -23,29 +23,46 @@ Facts followed (NVIDIA/DIGITS source; ../shared/reference/digits-caffe.md §1a, 
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, Unauthorized
 
-from upcall.digits import forms, views
-from upcall.digits.jobs import DONE, INIT, RUNNING, TYPES, JobRecord, JobStore, new_id
+from upcall.digits import forms, paths, views
+from upcall.digits.jobs import DONE, INIT, RUNNING, TYPES, JobRecord, JobStore, new_id, one_line
 from upcall.digits.work import build_dataset_job, train_model_job, write_lists, write_model_job
 from upcall.errors import UpcallError
 
 _USERNAME = re.compile(r"[a-z][a-z0-9._-]*")
+# A request body (413 beyond, refused before it is read). The whale tutorial's lists are 2.4 MB
+# for 30,000 images; a spectrogram PNG is a few kB; the form's text fields keep Flask's 500 kB.
+MAX_REQUEST = 64 << 20
+DataRootsArg = Iterable[str | os.PathLike] | None
 
 
-def make_app(jobs_dir: str | Path, *, engine: str = "torch", backend: str | None = None) -> Flask:
+def make_app(
+    jobs_dir: str | Path,
+    *,
+    engine: str = "torch",
+    backend: str | None = None,
+    data_roots: DataRootsArg = None,
+) -> Flask:
     """The Flask app serving ``jobs_dir`` (jobs found there are loaded, as DIGITS does).
 
     ``engine``: the upcall engine that trains models ("torch" or "caffe"); ``backend``: the
-    Predictor backend for classification (default: the engine's name).
+    Predictor backend for classification (default: the engine's name); ``data_roots``: the only
+    folders whose files requests may name (default: the current folder). The jobs folder is
+    locked: a second server on it is a one-line UpcallError.
     """
+    roots = paths.DataRoots(data_roots if data_roots is not None else [Path.cwd()])
     app = Flask("upcall.digits")
     app.url_map.redirect_defaults = False  # as digits/webapp.py: download.tar.gz must not redirect
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 30
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
+    app.config["UPCALL_DATA_ROOTS"] = roots
     store = JobStore(Path(jobs_dir), {"dataset": build_dataset_job, "model": train_model_job})
     app.extensions["upcall_digits"] = store
     app.config["UPCALL_ENGINE"] = engine
@@ -61,9 +78,10 @@ def serve(
     jobs_dir: str | Path = "digits-jobs",
     *,
     engine: str = "torch",
+    data_roots: DataRootsArg = None,
 ) -> None:
     """Serve the API on ``host:port`` (localhost by default) until Ctrl-C."""
-    app = make_app(jobs_dir, engine=engine)
+    app = make_app(jobs_dir, engine=engine, data_roots=data_roots)
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
@@ -95,6 +113,21 @@ def username(required: bool = True) -> str | None:
     return name
 
 
+def local_target(target: str | None) -> str:
+    """``target`` when it is a path on this server, else "/": never a redirect off-site.
+
+    Browsers read ``//host``, ``/\\host`` and ``/<tab>/host`` as another host, and schemes
+    (``javascript:``, ``http:``) as themselves, so only "/" followed by neither "/" nor "\\",
+    with no control character, space or backslash anywhere, and no scheme or host, passes.
+    """
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return "/"
+    if "\\" in target or any(ord(c) <= 32 or ord(c) == 127 for c in target):
+        return "/"
+    parts = urllib.parse.urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
 def lookup(store: JobStore, job_id: str, kind: str | None = None) -> JobRecord:
     job = store.get(job_id)
     if job is None or (kind is not None and job.kind != kind):
@@ -113,7 +146,8 @@ def owned(store: JobStore, job_id: str) -> JobRecord:
 
 
 def _form_errors(e: forms.FormErrors) -> tuple[Response, int]:
-    return jsonify({"errors": e.errors}), 400
+    errors = {field: [one_line(str(m)) for m in msgs] for field, msgs in e.errors.items()}
+    return jsonify({"errors": errors}), 400
 
 
 def _routes(app: Flask, store: JobStore) -> None:
@@ -123,7 +157,7 @@ def _routes(app: Flask, store: JobStore) -> None:
         if isinstance(e, forms.FormErrors):
             return _form_errors(e)
         code = e.code if isinstance(e, HTTPException) else 500
-        message = e.description if isinstance(e, HTTPException) else str(e)
+        message = one_line(str(e.description if isinstance(e, HTTPException) else e))
         kind = type(e).__name__
         if not isinstance(e, HTTPException) and not isinstance(e, UpcallError):
             app.logger.exception("unhandled error")
@@ -139,7 +173,7 @@ def _routes(app: Flask, store: JobStore) -> None:
         name = request.form.get("username", "")
         if not _USERNAME.fullmatch(name):
             return views.login_page("Invalid username"), 200  # DIGITS re-renders, no cookie
-        response = redirect(request.args.get("next") or "/")
+        response = redirect(local_target(request.args.get("next")))
         response.set_cookie("username", name)
         return response
 
@@ -155,7 +189,9 @@ def _routes(app: Flask, store: JobStore) -> None:
         user = username()
         files = {k: f.read() for k, f in request.files.items()}
         form = forms.check_dataset(request.form, files)
-        form["_local"] = "1" if forms.checkbox(form, "textfile_use_local_files") else "0"
+        local = forms.checkbox(form, "textfile_use_local_files")
+        form["_local"] = "1" if local else "0"
+        texts = paths.dataset_lists(form, files, app.config["UPCALL_DATA_ROOTS"], local)
         record = store.create(
             JobRecord(
                 new_id(),
@@ -171,10 +207,10 @@ def _routes(app: Flask, store: JobStore) -> None:
             )
         )
         try:
-            write_lists(store.folder(record.id), form, files)
-        except (UpcallError, UnicodeDecodeError) as e:
+            write_lists(store.folder(record.id), texts)
+        except BaseException:
             store.delete(record.id)
-            raise BadRequest(str(e)) from e
+            raise
         store.submit(record.id)
         return _created([record])
 
@@ -187,6 +223,8 @@ def _routes(app: Flask, store: JobStore) -> None:
         parsed = forms.check_model(request.form, datasets)
         f = parsed["form"]
         dataset = lookup(store, f["dataset"], "dataset")
+        if f["method"] == "custom":  # before any job is made
+            _check_prototxt(f["custom_network"])
         records = []
         for lr in parsed["rates"]:
             name = f["model_name"] + (f" learning_rate:{lr}" if len(parsed["rates"]) > 1 else "")
@@ -205,8 +243,6 @@ def _routes(app: Flask, store: JobStore) -> None:
             records.append(record)
         if dataset.status == DONE:  # else the worker writes them once the dataset is built
             _write_models(store, records, dataset, parsed)
-        elif f["method"] == "custom":
-            _check_prototxt(f["custom_network"])
         for record in records:
             store.submit(record.id)
         return _created(records)
@@ -281,17 +317,30 @@ def _write_models(store: JobStore, records: list[JobRecord], dataset: JobRecord,
 
 def _check_prototxt(text: str) -> None:
     """digits/frameworks/caffe_framework.py validate_network: "Bad network: Not a valid
-    NetParameter: ..." (400) for a custom network protobuf cannot parse."""
+    NetParameter: ..." (400) for a custom network protobuf cannot parse. A layer that reads a
+    file the net names (an InfogainLoss matrix, a Python layer's module) is refused too: those
+    are server paths no --data-root vouches for (Data sources and means are the dataset's)."""
     from google.protobuf import text_format
 
     from upcall.proto import caffe_pb2
 
+    net = caffe_pb2.NetParameter()
     try:
-        text_format.Merge(text, caffe_pb2.NetParameter())
+        text_format.Merge(text, net)
     except text_format.ParseError as e:
         raise forms.FormErrors(
             {"custom_network": [f"Bad network: Not a valid NetParameter: {e}"]}
         ) from e
+    for layer in net.layer:
+        if layer.infogain_loss_param.source or layer.type == "Python":
+            raise forms.FormErrors(
+                {
+                    "custom_network": [
+                        f"Bad network: layer {layer.name!r} ({layer.type}) reads a file on the "
+                        "server; upcall digits serve takes networks that read only the dataset"
+                    ]
+                }
+            )
 
 
 def _created(records: list[JobRecord]) -> Response:

@@ -33,7 +33,7 @@ from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, NotFound
 
 from upcall import __version__
-from upcall.digits import page
+from upcall.digits import page, paths
 from upcall.digits.forms import FormErrors
 from upcall.digits.jobs import CSS, RUNNING, TYPES, JobRecord, JobStore
 
@@ -271,18 +271,23 @@ def add_routes(app: Flask, store: JobStore) -> None:
     @app.route("/models/images/classification/classify_one", methods=["POST"])
     def classify_one():
         job = _model_from_request()
+        it = _snapshot(store, job)
         with tempfile.TemporaryDirectory() as tmp:
             if "image_file" in request.files:
                 upload = request.files["image_file"]
-                path = Path(tmp) / ("image" + (Path(upload.filename or "").suffix or ".png"))
+                name = Path(upload.filename or "image").name
+                path = Path(tmp) / ("image" + (Path(name).suffix or ".png"))
                 upload.save(path)
             elif request.values.get("image_path"):
-                path = Path(request.values["image_path"])
+                name = Path(request.values["image_path"]).name
+                path = app.config["UPCALL_DATA_ROOTS"].file(request.values["image_path"])
+                if path is None:  # outside the data folders, missing or unreadable: one answer
+                    raise FormErrors({"image_path": [paths.NOT_READABLE]})
             else:
                 raise BadRequest("must provide image_path or image_file")
-            rows = _classify(store, job, [path])
+            rows = _classify(store, job, [path], it)
         if not rows:
-            raise BadRequest(f"{path.name}: cannot be read as an image")
+            raise BadRequest(f"{name[:200]}: cannot be read as an image")
         return jsonify({"predictions": rows[0][1]})
 
     @app.route("/models/images/classification/classify_many.json", methods=["POST"])
@@ -291,20 +296,27 @@ def add_routes(app: Flask, store: JobStore) -> None:
         job = _model_from_request()
         if "image_list" not in request.files:
             raise BadRequest("image_list is a required field")
-        folder = request.values.get("image_folder", "").strip()
-        names = []
-        for line in request.files["image_list"].read().decode("utf-8-sig").splitlines():
-            m = re.match(r"(.+?)(\s+\d+)?\s*$", line)
-            if m and line.strip():
-                names.append(m.group(1).strip())
+        try:
+            text = request.files["image_list"].read().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise FormErrors({"image_list": [f"not UTF-8 text (byte {e.start})"]}) from None
         limit = request.values.get("num_test_images", "").strip()
         try:
-            names = names[: int(limit)] if limit else names
+            limit = int(limit) if limit else None
         except ValueError:
             raise FormErrors({"num_test_images": ["Not a valid integer value"]}) from None
-        paths = {str(Path(folder) / n) if folder else n: n for n in names}
-        rows = _classify(store, job, [Path(p) for p in paths])
-        return jsonify({"classifications": {paths.get(str(p), str(p)): pairs for p, pairs in rows}})
+        it = _snapshot(store, job)
+        folder = request.values.get("image_folder", "").strip()
+        found = paths.classify_paths(
+            text,
+            app.config["UPCALL_DATA_ROOTS"],
+            Path(folder).expanduser() if folder else None,
+            "image_list",
+            limit=limit,
+        )
+        rows = _classify(store, job, list(found.values()), it)
+        names = {real: name for name, real in found.items()}
+        return jsonify({"classifications": {names.get(p, str(p)): pairs for p, pairs in rows}})
 
     def _model_from_request() -> JobRecord:
         job_id = request.values.get("job_id")
@@ -313,13 +325,8 @@ def add_routes(app: Flask, store: JobStore) -> None:
         return lookup(store, job_id, "model")
 
 
-def _classify(store: JobStore, job: JobRecord, paths: list[Path]) -> list[tuple[Path, list]]:
-    """(path, top-5 [label, percent]) for each readable input, by upcall's classify."""
-    from flask import current_app
-
-    from upcall.errors import BatchReport
-    from upcall.results.classify import classify
-
+def _snapshot(store: JobStore, job: JobRecord) -> int:
+    """The iteration of the snapshot the request asks for (``snapshot_epoch``, else the last)."""
     folder = store.folder(job.id)
     snaps = snapshots(folder)
     if not snaps:
@@ -331,9 +338,21 @@ def _classify(store: JobStore, job: JobRecord, paths: list[Path]) -> list[tuple[
         raise FormErrors({"snapshot_epoch": ["Not a valid float value"]}) from None
     if it not in snaps:
         raise NotFound(f"no snapshot for epoch {epoch}")
+    return it
+
+
+def _classify(
+    store: JobStore, job: JobRecord, inputs: list[Path], it: int
+) -> list[tuple[Path, list]]:
+    """(path, top-5 [label, percent]) for each readable input, by upcall's classify."""
+    from flask import current_app
+
+    from upcall.errors import BatchReport
+    from upcall.results.classify import classify
+
     backend = current_app.config["UPCALL_BACKEND"]
     report = BatchReport("inputs")
-    rows = classify(folder, paths, snapshot=it, backend=backend, report=report)
+    rows = classify(store.folder(job.id), inputs, snapshot=it, backend=backend, report=report)
     out = []
     for row in rows:
         probs = {k: v for k, v in row.items() if k not in ("input", "label")}

@@ -12,8 +12,8 @@ Facts followed (NVIDIA/DIGITS source):
 
 Training runs ``upcall.engines.get_engine(engine).train(job)`` in a child process: the shared run
 loop installs a SIGINT handler (main thread only) and stops with a snapshot on SIGINT, which is
-how an abort stops it. The child dies with the server (PR_SET_PDEATHSIG SIGTERM), so a restarted server
-finds the job Running in its record and marks it Error.
+how an abort stops it. The child dies with the server (``upcall.parallel.start_worker``), so a
+restarted server finds the job Running in its record and marks it Error.
 """
 
 from __future__ import annotations
@@ -27,19 +27,18 @@ import time
 from pathlib import Path
 
 from upcall.errors import UpcallError
+from upcall.fsutil import atomic_write_text
 from upcall.model.solver import SolverSettings
+from upcall.parallel import starting_workers
 
 CAFFE_LOG = "caffe_output.log"  # DIGITS's CaffeTrainTask.CAFFE_LOG
 CHILD_OUTPUT = "upcall_train.out"  # the training child's stdout and stderr
 STOP_SECONDS = 30.0  # an abort waits this long for the snapshot before killing the child
-_TRAIN = (  # dies with the server: SIGTERM at its death (Linux), or gone already at start
-    "import ctypes, os, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
-    "except (OSError, AttributeError):\n"
-    "    pass  # not Linux: a restarted server still marks the job Error\n"
-    "if os.getppid() != int(sys.argv[3]):\n"
-    "    sys.exit('the server stopped')\n"
+_TRAIN = (  # dies with the server (start_worker); the server's SIGINT is the abort
+    "import signal, sys\n"
+    "from upcall.parallel import start_worker\n"
+    "start_worker(int(sys.argv[3]))\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "from pathlib import Path\n"
     "from upcall.engines import get_engine\n"
     "get_engine(sys.argv[1]).train(Path(sys.argv[2]))\n"
@@ -56,37 +55,13 @@ def _check_running(store, record) -> None:
         raise DatasetAborted(record.id)
 
 
-def write_lists(folder: Path, form: dict, files: dict) -> Path:
-    """<job>/lists/{train,val}.txt and labels.txt from uploads or server paths, every image path
-    absolute (a ``textfile_*_folder`` prefixes relative ones, else the list's own folder)."""
+def write_lists(folder: Path, texts: dict[str, str]) -> Path:
+    """<job>/lists/{train,val,labels}.txt from the checked texts (upcall.digits.paths
+    dataset_lists: every image path absolute, resolved under the server's data folders)."""
     lists = folder / "lists"
-    lists.mkdir(parents=True, exist_ok=True)
-    local = form.get("_local") == "1"
-    for part, name in (("train_images", "train"), ("val_images", "val"), ("labels_file", "labels")):
-        if local:
-            source = Path(form[f"textfile_local_{part}"]).expanduser()
-            try:
-                text = source.read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError) as e:
-                raise UpcallError(f"{source}: cannot read: {e}") from e
-            base = source.parent
-        else:
-            text = files[f"textfile_{part}"].decode("utf-8-sig")
-            base = lists
-        if name != "labels":
-            prefix = form.get(f"textfile_{name}_folder", "").strip()
-            text = "".join(
-                _absolute(line, Path(prefix) if prefix else base) for line in text.splitlines()
-            )
-        (lists / f"{name}.txt").write_text(text, encoding="utf-8")
+    for name, text in texts.items():
+        atomic_write_text(lists / f"{name}.txt", text)  # a server killed mid-write leaves none
     return lists
-
-
-def _absolute(line: str, base: Path) -> str:
-    if not line.strip():
-        return ""
-    path, _, label = line.rstrip().rpartition(" ")
-    return f"{base / path.strip()} {label}\n"  # an absolute path stays itself under "/"
 
 
 def build_dataset_job(store, record) -> None:
@@ -180,12 +155,14 @@ def train_model_job(store, record) -> None:
         parsed = check_model(record.form, {record.dataset_id})
         write_model_job(folder, store.folder(record.dataset_id), parsed, parsed["rates"][0])
     with open(folder / CHILD_OUTPUT, "wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-c", _TRAIN, record.engine or "torch", str(folder), str(os.getpid())],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        argv = [sys.executable, "-c", _TRAIN, record.engine or "torch", str(folder)]
+        with starting_workers():
+            child = subprocess.Popen(
+                [*argv, str(os.getpid())],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
         def stop(kill: bool = False) -> None:
             if child.poll() is None and kill:

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from upcall.data.lists import read_labels
 from upcall.errors import UpcallError
 from upcall.model.jobconfig import JobConfig
@@ -46,6 +48,35 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class ValPass:
+    """How every engine scores the validation set for upcall's figures: each record once.
+
+    Caffe's test pass runs ``test_iter`` batches and wraps around the LMDB to fill the last one
+    (DIGITS sets test_iter = ceil(N / batch)), so when N is not a multiple of the batch the first
+    records count twice: 150 clips with batch 100 gave 200 scores, 50 of them repeats. Engines
+    run :attr:`batches` batches from the first record, whatever test_iter says, and the run loop
+    keeps the first :attr:`count` scores (:meth:`keep`): Caffe's wrapped tail is dropped.
+    """
+
+    count: int  # records in the validation LMDB
+    batch_size: int
+
+    @property
+    def batches(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def keep(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The scores and labels of each record once: the first ``count`` of a pass that began
+        at the first record (an engine gave too few is a bug, not a smaller validation set)."""
+        if len(scores) < self.count or len(labels) != len(scores):
+            raise UpcallError(
+                f"a validation pass gave {len(scores)} scores and {len(labels)} labels for "
+                f"{self.count} validation records"
+            )
+        return scores[: self.count], labels[: self.count]
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A job directory, parsed: the solver, the net and the two Data layers."""
 
@@ -61,6 +92,17 @@ class JobSpec:
 
     def snapshot_path(self, it: int, suffix: str) -> Path:
         return self.prefix.with_name(f"{self.prefix.name}_iter_{it}{suffix}")
+
+    @cached_property
+    def val_pass(self) -> ValPass | None:
+        """The validation pass (its LMDB's size read once); None without a TEST Data layer."""
+        from upcall.data.datum import open_db  # lmdb; only a run needs it
+
+        if self.test_data is None:
+            return None
+        with open_db(self.test_data.source) as env:
+            count = int(env.stat()["entries"])
+        return ValPass(count=count, batch_size=self.test_data.batch_size)
 
 
 def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec | None:
@@ -106,7 +148,8 @@ def load_job(job: Path) -> JobSpec:
         raise UpcallError(f"{job / solver.net}: no Data layer for the TRAIN phase")
     config = JobConfig.read(job) or JobConfig(network=net.name)
     config.check_dataset(job)  # a dataset rebuilt under the job would feed it the wrong images
-    # Caffe's meaning: a solver random_seed wins; `upcall nets` without --seed records null
+    # Caffe's meaning: a solver random_seed wins; a job made without a seed (a DIGITS form left
+    # blank, an older upcall nets) records null
     seed = solver.random_seed if solver.random_seed >= 0 else int(config.seed or 0)
     labels = config.dataset_path() / "labels.txt" if config.dataset else None
     names = read_labels(labels) if labels is not None and labels.is_file() else None

@@ -20,7 +20,8 @@ WALL = WallTimes.FILE
 # what a run writes besides its snapshots (the caffe engine's log, solver copy, initial weights)
 RESULTS = (SUMMARY, METRICS, CURVES, LOG, WALL)
 CAFFE_RESULTS = ("caffe_output.log", "caffe_solver.prototxt", "init_weights.caffemodel")
-_SNAPSHOT = re.compile(r".*_iter_\d+\.(caffemodel|solverstate|rng\.pt)")
+_ITER = r"_iter_\d+\.(caffemodel|solverstate|rng\.pt)"  # after the snapshot prefix
+_SNAPSHOT = re.compile(".*" + _ITER)
 _TRASH = ".restart-"  # the hidden folder --restart moves old results into
 
 
@@ -73,10 +74,11 @@ def clear_results(spec: JobSpec) -> None:
     """Delete every result of an earlier run: first moved into one hidden folder (so a crash
     leaves either the old results or none, under their names), then that folder is removed."""
     names = [*RESULTS, *CAFFE_RESULTS]
-    folders = dict.fromkeys([spec.job, spec.prefix.parent])
     doomed = [spec.job / n for n in names if (spec.job / n).exists()]
-    for folder in folders:
-        doomed += [p for p in folder.iterdir() if _SNAPSHOT.fullmatch(p.name) and p.is_file()]
+    doomed += [p for p in spec.job.iterdir() if _SNAPSHOT.fullmatch(p.name) and p.is_file()]
+    if spec.prefix.parent != spec.job:  # a folder other jobs may share: only this job's prefix
+        ours = re.compile(re.escape(spec.prefix.name) + _ITER)
+        doomed += [p for p in spec.prefix.parent.glob("*_iter_*") if ours.fullmatch(p.name)]
     if not doomed:
         return
     trash = spec.job / f"{_TRASH}{os.getpid()}"

@@ -4,14 +4,13 @@ An engine supplies only transport (:class:`Transport`): it runs Caffe's solver i
 process, in a Caffe child process, on a remote server) and reports what happens as
 :data:`Event` values. This loop turns them into the job directory: epochs from images per
 iteration, the NaN stop, Ctrl-C with a snapshot, the progress bar, validation records (scoring a
-snapshot when the engine reported a test without per-sample scores) and summary.json, written
-once, here.
+snapshot when the engine reported a test without per-sample scores; each validation clip counted
+once, :class:`upcall.engines.jobspec.ValPass`) and summary.json, written once, here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -25,7 +24,7 @@ import numpy as np
 from upcall.engines.jobspec import JobSpec, snapshot_names
 from upcall.engines.jobstate import earlier_wall_time, record_wall_time
 from upcall.errors import Interrupted, UpcallError
-from upcall.progress import progress
+from upcall.progress import epoch_line, progress
 from upcall.results.jobdir import JobWriter
 from upcall.results.records import Summary, TestRecord
 
@@ -58,17 +57,16 @@ class Display:
 class Tested:
     """A validation pass at iteration ``iter``.
 
-    With per-sample ``scores`` (N, K) and ``labels`` it becomes a full record at once; without,
-    the loop scores the weights of that iteration through :meth:`Transport.score` after the
-    run, and failing that records ``val_loss`` / ``val_accuracy`` as the engine gave them.
+    With per-sample ``scores`` (≥ N, K) and ``labels`` of the records from the first one on
+    (:attr:`JobSpec.val_pass`), it becomes a full record at once; without, the loop scores the
+    weights of that iteration through :meth:`Transport.score` after the run. ``outputs`` are
+    Caffe's own logged test figures (over its wrapped pass): kept apart, as ``caffe_logged``.
     """
 
     iter: int
-    val_loss: float | None = None
-    val_accuracy: float | None = None
     scores: np.ndarray | None = None
     labels: np.ndarray | None = None
-    outputs: dict[str, float] = field(default_factory=dict)  # the engine's own figures, logged
+    outputs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,11 +108,11 @@ class Stopped(Interrupted):
 
 @dataclass(frozen=True)
 class Scored:
-    """A validation pass recomputed from saved weights: mean batch loss and per-sample scores."""
+    """A validation pass recomputed from saved weights: per-sample scores from the first record
+    on (at least :attr:`ValPass.count` of them; the loop keeps that many)."""
 
-    val_loss: float
-    scores: np.ndarray  # (N, K) softmax
-    labels: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (≥ N, K) softmax
+    labels: np.ndarray  # (≥ N,) int64
 
 
 class Transport(Protocol):
@@ -207,7 +205,8 @@ class _Books:
             case Tested() if event.iter in w.tested():
                 pass  # one record per iteration (a resumed engine may repeat a test)
             case Tested() if event.scores is not None:
-                record = self._record(event, event.val_loss, event.scores, event.labels)
+                record = self._record(event, event.scores, event.labels)
+                epoch_line(self.bar, record)  # a log file's line per validation pass
                 for watch in tuple(_WATCHERS):
                     watch(record)
             case Tested():
@@ -216,14 +215,18 @@ class _Books:
                 self.snapshot = it
                 record_wall_time(self.spec, it, self.wall_seconds())
 
-    def _record(self, t: Tested, val_loss, scores=None, labels=None) -> TestRecord:
+    def _record(self, t: Tested, scores=None, labels=None) -> TestRecord:
+        """The record of test ``t``: upcall's figures from ``scores`` (each clip once), and what
+        Caffe logged apart; without scores, only what Caffe logged."""
+        if scores is not None:
+            scores, labels = self.spec.val_pass.keep(scores, labels)
         return self.writer.test(
             iter=t.iter,
             epoch=self.epoch(t.iter),
-            val_loss=val_loss,
+            val_loss=None,  # with scores: the mean cross-entropy over the unique clips
             scores=scores,
             labels=labels,
-            val_accuracy=t.val_accuracy,
+            caffe_logged=dict(t.outputs) or None,
         )
 
     def score_pending(self) -> None:
@@ -235,17 +238,15 @@ class _Books:
             if path.is_file():
                 weights[it] = path
         scored = self.transport.score(weights) if weights else {}
-        name = self.transport.engine
         for it, t in sorted(self.pending.items()):
-            figures = json.dumps(t.outputs) if t.outputs else ""
             if it in scored:
-                s = scored[it]
-                self.writer.log(f"Iteration {it} test ({name}): {figures}".rstrip(": "))
-                self._record(t, s.val_loss, s.scores, s.labels)
-            elif t.val_loss is not None or t.val_accuracy is not None:
-                self._record(t, t.val_loss)  # loss and accuracy only: no weights to score
+                self._record(t, scored[it].scores, scored[it].labels)
+            elif t.outputs:
+                self._record(t)  # what Caffe logged only: no weights to score
             else:
-                self.writer.log(f"Iteration {it} test ({name}): {figures} (no weights to score)")
+                self.writer.log(
+                    f"Iteration {it} test ({self.transport.engine}): no weights to score"
+                )
         self.pending.clear()
 
     def check_reported(self) -> None:

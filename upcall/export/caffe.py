@@ -37,7 +37,9 @@ def export_caffe(deploy: Deploy, info: DeployInfo, out: Path) -> Path:
         if mean is None
         else np.broadcast_to(mean, (c, height, width))
     )
-    with atomic_dir(out) as tmp:
+    # only an earlier export is replaced, never the job exported from (`--out JOB`)
+    inputs = (deploy.prototxt, deploy.weights)
+    with atomic_dir(out, kind="export", legacy=(DeployInfo.FILE,), inputs=inputs) as tmp:
         shutil.copyfile(deploy.prototxt, tmp / "deploy.prototxt")
         shutil.copyfile(deploy.weights, tmp / deploy.weights.name)
         write_mean(tmp / "mean.binaryproto", full)

@@ -24,6 +24,8 @@ def export(job: Path, *, format: str, out: Path | None = None, snapshot: int | N
     job = Path(job)
     if format not in FORMATS:
         raise UpcallError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
+    if out is not None:
+        check_out(Path(out), format, job)
     if not (job / "deploy.prototxt").is_file():
         if (job / "config.json").is_file() and job_kind(job) is not None:
             raise UpcallError(f"{job}: a {job_kind(job)} job has no deploy net to export")
@@ -40,6 +42,24 @@ def export(job: Path, *, format: str, out: Path | None = None, snapshot: int | N
     return export_caffe(deploy, info, Path(out or job / "export" / f"{stem}-caffe"))
 
 
+def check_out(out: Path, format: str, job: Path) -> None:
+    """Refuse ``--out`` before any work: an ONNX name without .onnx (ONNX Runtime and `upcall
+    classify` tell a model by it), or a path that exists (export never replaces what it did not
+    make), except a Caffe folder an earlier export made (marked, as the default path under
+    JOB/export/ is: a rerun rewrites it), never the job or a folder holding it."""
+    if format == "onnx" and out.suffix.lower() != ".onnx":
+        raise UpcallError(f"{out}: an ONNX model's file name must end in .onnx")
+    if format == "caffe" and out.is_dir() and not out.is_symlink():
+        from upcall.engines.onnx.metadata import DeployInfo
+        from upcall.fsutil import check_own_dir
+
+        check_own_dir(out, kind="export", legacy=(DeployInfo.FILE,), inputs=(job,))
+        return
+    if out.exists() or out.is_symlink():
+        what = "a folder" if out.is_dir() else "a file"
+        raise UpcallError(f"{out}: already exists ({what}); remove it or choose another --out")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", type=Path, metavar="JOB", help="a trained job directory")
     parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
@@ -47,8 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="PATH",
-        help="the .onnx file or the Caffe folder (default: JOB/export/snapshot_iter_N.onnx or "
-        "JOB/export/snapshot_iter_N-caffe)",
+        help="the .onnx file, which must not exist yet, or the Caffe folder, new or made by an "
+        "earlier export (default: JOB/export/snapshot_iter_N.onnx or "
+        "JOB/export/snapshot_iter_N-caffe, one per snapshot, rewritten by a rerun)",
     )
     parser.add_argument(
         "--snapshot", type=int, metavar="N", help="the snapshot of iteration N (default: latest)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,20 +23,43 @@ def build_network(n: Network, params: Mapping[str, object]) -> caffe_pb2.NetPara
     """Registry network ``n`` with builder keywords ``params`` (``--net-param``) over its own."""
     if not params:
         return n.build()
-    known = [
-        name
+    defaults = {
+        name: p.default
         for name, p in inspect.signature(n.build).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = [name for name in params if name not in known]
-    if unknown:
-        raise UpcallError(
-            f"network {n.name} has no parameter {unknown[0]!r}; its parameters: {', '.join(known)}"
-        )
+    }
+    for name, value in params.items():
+        if name not in defaults:
+            raise UpcallError(
+                f"network {n.name} has no parameter {name!r}; its parameters: {', '.join(defaults)}"
+            )
+        _check_type(n.name, name, value, defaults[name])
     try:
         return functools.partial(n.build, **params)()
     except (TypeError, ValueError) as e:  # a value the builder cannot use
         raise UpcallError(f"network {n.name}: bad parameters {dict(params)}: {e}") from None
+
+
+def _check_type(network: str, name: str, value: object, default: object) -> None:
+    """UpcallError naming ``name`` when ``value`` is not of its default's kind (a builder given
+    ``width="x"`` fails deep inside with a message that names no parameter)."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):  # widths, block counts, batch sizes: 0 builds nothing
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= min(default, 1)
+        kind = "a whole number" + (" ≥ 1" if default >= 1 else "")
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok, kind = ok and math.isfinite(value), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "text"
+    else:
+        return  # no default to go by: the builder checks it
+    if not ok:
+        raise UpcallError(
+            f"network {network}: parameter {name} must be {kind} (default {default!r}), "
+            f"not {value!r}"
+        )
 
 
 def load_network(

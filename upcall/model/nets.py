@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import secrets
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 from upcall import __version__
 from upcall.data.dataset import DatasetManifest
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_dir
+from upcall.fsutil import OWN_MARK, atomic_dir, check_own_dir
 from upcall.model import augment_net
 from upcall.model.augment import OnlineAugment
 from upcall.model.classweights import (
@@ -195,14 +197,15 @@ def make_jobs(
 def write_job(job: Job, out: Path) -> Path:
     """Write ``job`` under ``out`` all at once; never over a job that has training results."""
     folder = out / job.name
+    check_own_dir(folder, kind="nets", legacy=(JobConfig.FILE,))  # never a folder of something else
     if folder.exists():
-        extra = sorted(p.name for p in folder.iterdir() if p.name not in JOB_FILES)
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in (*JOB_FILES, OWN_MARK))
         if extra:
             raise UpcallError(
                 f"{folder}: already has training results ({extra[0]}, ...); "
                 f"write to another --out or remove it"
             )
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, kind="nets", legacy=(JobConfig.FILE,)) as tmp:
         for fname, text in job.prototxts.items():
             (tmp / fname).write_text(text, encoding="utf-8")
         for fname, data in job.files.items():
@@ -244,10 +247,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"({', '.join(NETWORKS)}; default {DEFAULT_NETWORK})",
     )
     parser.add_argument(
-        "--lr", default="0.01", help="comma-separated base learning rates (default 0.01)"
+        "--lr",
+        default="0.01",
+        help="comma-separated base learning rates (default 0.01, DIGITS's form default)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})"
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help=f"training epochs (default {d.epochs}: DIGITS's form default, as the jobs DIGITS "
+        "writes; `upcall sweep` keeps the tutorial's 5, `upcall fit` its measured recipe's 15)",
     )
     parser.add_argument(
         "--batch-size",
@@ -266,15 +275,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--solver-type",
         choices=SOLVER_TYPES,
         default=d.solver_type,
-        help=f"Caffe solver type (default {d.solver_type})",
+        help=f"Caffe solver type (default {d.solver_type}, DIGITS's)",
     )
     parser.add_argument(
         "--lr-policy",
         choices=LR_POLICIES,
         default=d.lr_policy,
-        help=f"learning-rate policy, DIGITS's parameters (default {d.lr_policy})",
+        help=f"learning-rate policy, DIGITS's parameters (default {d.lr_policy}, DIGITS's)",
     )
-    parser.add_argument("--seed", type=int, help="Caffe random_seed (default: Caffe's choice)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="Caffe random_seed (default: one drawn at random, written into solver.prototxt and "
+        "config.json and printed, so the run can be repeated)",
+    )
     parser.add_argument(
         "--class-weights",
         default="none",
@@ -300,6 +314,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", action="store_true", help="list the known networks with their cost, and exit"
     )
+
+
+def draw_seed() -> int:
+    """A random seed for a run not given one: recorded in its files, it can be repeated (Caffe
+    would pick one from the clock and tell no one)."""
+    return secrets.randbelow(2**31)  # a non-negative int32: Caffe's random_seed, torch's seed
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -339,13 +359,14 @@ def run(args: argparse.Namespace) -> int:
     lrs = parse_lrs(args.lr)
     check_batch_size(args.batch_size)
     class_weights = parse_class_weights(args.class_weights)
-    augment = augment_net.parse_augment(args.augment, seed=args.seed)
+    seed = args.seed if args.seed is not None else draw_seed()
+    augment = augment_net.parse_augment(args.augment, seed=seed)
     dataset = load_dataset(args.dataset)
     base = SolverSettings(
         epochs=args.epochs,
         solver_type=args.solver_type,
         lr_policy=args.lr_policy,
-        seed=args.seed,
+        seed=seed,
         gpu=args.gpu,
     )
     report = BatchReport("jobs")
@@ -363,11 +384,15 @@ def run(args: argparse.Namespace) -> int:
         net_params=net_params,
         augment=augment,
     )
+    written = 0
     for job in jobs:
         try:
             print(write_job(job, out))
             report.ok()
+            written += 1
         except UpcallError as e:
             report.fail(job.name, str(e))
+    if args.seed is None and written:  # stderr: stdout lists the job folders, for scripts
+        print(f"seed {seed} (drawn at random; --seed {seed} repeats it)", file=sys.stderr)
     report.finish()
     return 0

@@ -67,7 +67,10 @@ class Schedule:
 
     train_iter: int  # iterations per epoch
     max_iter: int
-    test_iter: int  # validation batches per test pass
+    # validation batches per Caffe test pass (DIGITS's ceil: the last batch wraps around to the
+    # first images, which Caffe's logged figures count twice; upcall's own figures count each
+    # image once whatever this is: upcall.engines.jobspec.ValPass)
+    test_iter: int
     test_interval: int
     snapshot: int
     display: int

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from upcall.plotting import pyplot, save_png
 from upcall.results.records import (
     Record,
@@ -22,26 +24,32 @@ def gap(value: float | None) -> float:
 def scale_loss_axis(ax, train: list[TrainRecord], tests: list[TestRecord]) -> None:
     """Scale a loss axis to the training run, not to tests before the first update.
 
-    An untrained net's loss can be huge (BatchNorm with no statistics yet: 60+ where training
-    sits below 1), which would flatten every other point; such a point stays plotted, off the
-    top, and its value is written on the plot.
+    An untrained net's loss can be huge (BatchNorm with no statistics yet: 20–68 where training
+    sits below 1), which would flatten every other point. Such points are cut from their lines
+    (a line down from off the top would cross the plot near-vertically) and marked by a ▲ at
+    the top edge; the note giving their value is added to the title. Call it after the lines
+    and the title are drawn.
     """
     later = [r.loss for r in train if r.loss is not None]
     later += [r.val_loss for r in tests if r.iter > 0 and r.val_loss is not None]
     first = [r.val_loss for r in tests if r.iter == 0 and r.val_loss is not None]
     top = 1.1 * max(later) if later else None
-    if top and first and max(first) > top:
-        ax.set_ylim(0, top)
-        ax.annotate(
-            f"val loss up to {max(first):.3g} at epoch 0 (off scale)",
-            xy=(0, top),
-            xytext=(4, -12),
-            textcoords="offset points",
-            fontsize=8,
-            color="tab:green",
-        )
-    else:
+    if not (top and first and max(first) > top):
         ax.set_ylim(bottom=0)
+        return
+    ax.set_ylim(0, top)
+    for line in list(ax.get_lines()):
+        x = np.asarray(line.get_xdata(), float)
+        y = np.asarray(line.get_ydata(), float)
+        high = y > top
+        if high.any():
+            line.set_ydata(np.where(high, np.nan, y))
+            ax.plot(x[high], np.full(int(high.sum()), top), linestyle="none", marker="^",
+                    color=line.get_color(), clip_on=False, zorder=4)  # fmt: skip
+    # the note goes in the title, outside the plot: inside, a line or a twin axis (curves.png's
+    # accuracy, near the top) would cross it or be hidden by it
+    note = f"val loss up to {max(first):.3g} at epoch 0: off scale (▲)"
+    ax.set_title(f"{ax.get_title()}\n{note}" if ax.get_title() else note)
 
 
 def plot_curves(records: list[Record], out: Path, *, title: str = "") -> None:
@@ -65,6 +73,7 @@ def plot_curves(records: list[Record], out: Path, *, title: str = "") -> None:
         label="loss (val)",
     )
     ax.set_ylabel("loss")
+    ax.set_title(title)
     scale_loss_axis(ax, train, tests)
     acc = ax.twinx()
     acc.plot(
@@ -78,7 +87,6 @@ def plot_curves(records: list[Record], out: Path, *, title: str = "") -> None:
     acc.set_ylim(0, 100)
     handles = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center right")
-    ax.set_title(title)
     ax_lr.plot(
         [r.epoch for r in train],
         [r.lr for r in train],

@@ -2,15 +2,19 @@
 
 An :class:`Entry` is one job folder: its table row and records when it finished, its validation
 scores (:mod:`upcall.results.scores`) when they could be had, and its dataset's balance setting.
+Jobs are compared only with jobs validated on the same clips (:func:`by_validation_set`): a
+report over several lists folders answers the questions once per folder.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from upcall.errors import UpcallError
 from upcall.results.records import Record, TestRecord, read_metrics, validation_records
@@ -35,6 +39,12 @@ class Entry:
     majority: float | None = None  # majority-class accuracy of its validation set
     balance: str | None = None  # its training list's --balance; None: not recorded
     note: str = ""  # why the scores are missing
+    name: str = ""  # unique among the report's jobs (report.unique_names); "": the folder's name
+    group: str | None = None  # the lists folder of its validation clips; None: unknown
+
+    @property
+    def label(self) -> str:
+        return self.name or self.job.name
 
     @property
     def tests(self) -> list[TestRecord]:
@@ -44,9 +54,31 @@ class Entry:
     def auc(self) -> float | None:
         return self.row.final_auc if self.row else None
 
+    @property
+    def accuracy(self) -> float | None:
+        """Accuracy over each validation clip once, at the report's threshold: the same clips
+        and rule as :attr:`majority`, so the two compare point for point."""
+        if self.at is None:
+            return None
+        return float(np.trace(self.at.confusion) / max(int(self.at.confusion.sum()), 1))
+
+    @property
+    def one_sided(self) -> str | None:
+        """ "never calls a whale" (or "calls every clip a whale") when it answers one class
+        whatever the clip; None otherwise. Such a model's accuracy is the class balance's."""
+        if self.at is None:
+            return None
+        called = self.at.confusion.sum(axis=0)
+        names = self.val.class_names
+        if called[1] == 0:
+            return f"never calls a {names[-1]}"
+        if called[0] == 0:
+            return f"calls every clip a {names[-1]}"
+        return None
+
 
 def collect_entry(
-    job: Path, row_of: Callable, scorer: Scorer, threshold: float, status: str
+    job: Path, row_of: Callable, scorer: Scorer, threshold: float, status: str, name: str = ""
 ) -> Entry:
     """The entry of ``job``; a job whose scores cannot be had keeps its row, with a note."""
     from upcall.model.jobconfig import JobConfig
@@ -56,14 +88,21 @@ def collect_entry(
     except UpcallError:
         config = None
     network = config.network if config else job.name
-    dataset = (
-        config.dataset if config and config.network_source.get("kind") != "classical" else None
-    )
+    classical = config is not None and config.network_source.get("kind") == "classical"
+    dataset = config.dataset if config and not classical else None
+    if classical:
+        group = config.network_source.get("lists")
+    else:
+        group = _lists_dir(dataset) or dataset
+    group = str(Path(group).resolve()) if group else None
     if status != "done":
         records = tuple(read_metrics(job, missing_ok=True))
-        return Entry(job, status, network, dataset, records=records)
+        return Entry(job, status, network, dataset, records=records, name=name, group=group)
     row, records = row_of(job), tuple(read_metrics(job))
-    found = Entry(job, status, row.network, dataset, row, records, balance=_balance(dataset))
+    found = Entry(
+        job, status, row.network, dataset, row, records, balance=_balance(dataset), name=name,
+        group=group,
+    )  # fmt: skip
     try:
         val = scorer.score(job)
     except UpcallError as e:
@@ -74,14 +113,38 @@ def collect_entry(
     )
 
 
-def _balance(dataset: str | None) -> str | None:
+def _manifest(dataset: str | None):
     from upcall.data.dataset import DatasetManifest
 
     try:
-        info = DatasetManifest.read(Path(dataset)) if dataset else None
+        return DatasetManifest.read(Path(dataset)) if dataset else None
     except UpcallError:
         return None
+
+
+def _balance(dataset: str | None) -> str | None:
+    info = _manifest(dataset)
     return info.lists.balance if info and info.lists else None
+
+
+def _lists_dir(dataset: str | None) -> str | None:
+    """The lists folder a dataset was built from: its val list is the clips jobs are scored on
+    (a 256×256 and a native dataset of one lists folder validate on the same clips)."""
+    info = _manifest(dataset)
+    return info.lists_dir if info else None
+
+
+def by_validation_set(entries: Iterable[Entry]) -> dict[str | None, list[Entry]]:
+    """Entries per lists folder of their validation clips, in first-seen order: only jobs
+    scored on the same clips are compared. Entries whose folder is unknown join the only
+    known one when there is exactly one."""
+    groups: dict[str | None, list[Entry]] = {}
+    for e in entries:
+        groups.setdefault(e.group, []).append(e)
+    known = [k for k in groups if k is not None]
+    if None in groups and len(known) == 1:
+        groups[known[0]] += groups.pop(None)
+    return groups
 
 
 def best(entries: list[Entry]) -> Entry | None:
@@ -146,10 +209,11 @@ def _networks(tops: dict[str, Entry], nets: dict[str, list[Entry]], threshold: f
     lines = []
     for net, b in sorted(tops.items(), key=lambda kv: -kv[1].auc):
         lines.append(
-            f"best {net} ({b.job.name}): AUC {num(b.auc)}, accuracy "
+            f"best {net} ({b.label}): AUC {num(b.auc)}, accuracy "
             f"{pct(b.row.final_accuracy)}, whale recall {pct(b.at and b.at.recall)} and "
-            f"precision {pct(b.at and b.at.precision)} at {threshold:g}, "
-            f"{b.row.wall_seconds:.0f} s of training"
+            f"precision {pct(b.at and b.at.precision)} at {threshold:g}"
+            + (f" (it {b.one_sided})" if b.one_sided else "")
+            + f", {b.row.wall_seconds:.0f} s of training"
         )
     ranked = sorted(tops.values(), key=lambda e: -e.auc)
     if len(ranked) >= 2:
@@ -162,7 +226,7 @@ def _networks(tops: dict[str, Entry], nets: dict[str, list[Entry]], threshold: f
         lines.append("only one network has finished jobs here: nothing to compare it with")
     for e in nets.get("baseline", []):
         lines.append(
-            f"the classical baseline ({e.job.name}): AUC {num(e.auc)}, accuracy "
+            f"the classical baseline ({e.label}): AUC {num(e.auc)}, accuracy "
             f"{pct(e.row.final_accuracy)}"
         )
     return lines or ["no job has finished"]
@@ -173,22 +237,21 @@ def _imbalance(entries: list[Entry], tops: dict[str, Entry], threshold: float) -
     if not scored:
         return ["no finished job could be scored per clip"]
     top = max(scored, key=lambda e: e.auc)
+    negative, positive = top.val.class_names[0], top.val.class_names[-1]
     n_pos = int((top.val.labels == len(top.val.class_names) - 1).sum())
     lines = [
-        f"the validation set is {pct(top.majority)} {top.val.class_names[0]} ({n_pos} of "
-        f"{len(top.val.labels)} clips are {top.val.class_names[-1]}): always answering "
-        f"{top.val.class_names[0]} scores {pct(top.majority)} accuracy",
-        f"the best model ({top.job.name}) reaches {pct(top.row.final_accuracy)}, "
-        f"{100 * ((top.row.final_accuracy or 0) - top.majority):+.1f} points against that; its AUC "
-        f"is {num(top.auc)} and it finds {pct(top.at.recall)} of the whale calls at "
-        f"{threshold:g}",
+        f"the validation set is {pct(top.majority)} {negative} ({n_pos} of "
+        f"{len(top.val.labels)} clips are {positive}): always answering "
+        f"{negative} scores {pct(top.majority)} accuracy",
+        _against_majority(top, threshold),
     ]
-    near = [e for e in entries if e.majority is not None and e.row.final_accuracy is not None]
-    trivial = [e for e in near if e.row.final_accuracy <= e.majority + 1e-9]
+    near = [e for e in entries if e.accuracy is not None]
+    trivial = [e for e in near if e.one_sided or e.accuracy <= e.majority + 1e-9]
     if trivial:
         lines.append(
             f"{len(trivial)} of {len(near)} scored jobs do no better than the majority answer "
-            f"in accuracy: {', '.join(e.job.name for e in trivial)}"
+            f"in accuracy at {threshold:g}: "
+            + ", ".join(e.label + (f" ({e.one_sided})" if e.one_sided else "") for e in trivial)
         )
     balances = {e.balance for e in entries if e.row is not None and e.balance}
     if len(balances) >= 2:
@@ -196,7 +259,25 @@ def _imbalance(entries: list[Entry], tops: dict[str, Entry], threshold: float) -
             b = best([e for e in entries if e.balance == bal])
             if b is not None:
                 lines.append(
-                    f"training list balance {bal!r}: best AUC {num(b.auc)} ({b.job.name}), "
+                    f"training list balance {bal!r}: best AUC {num(b.auc)} ({b.label}), "
                     f"whale recall {pct(b.at and b.at.recall)}"
                 )
     return lines
+
+
+def _against_majority(top: Entry, threshold: float) -> str:
+    """The best model's accuracy against the majority answer's, on the same clips and rule;
+    a model that answers one class whatever the clip is not credited with the class balance."""
+    positive = top.val.class_names[-1]
+    head = f"the best model ({top.label}), AUC {num(top.auc)}"
+    if top.one_sided:
+        return (
+            f"{head}, {top.one_sided} at {threshold:g}: its accuracy of {pct(top.accuracy)} is "
+            f"the class balance, not skill; it finds {pct(top.at.recall)} of the {positive} calls"
+        )
+    margin = 100 * (top.accuracy - top.majority)
+    verdict = f"{margin:+.1f} points against that" if margin > 1e-7 else "no better than that"
+    return (
+        f"{head}, reaches {pct(top.accuracy)} accuracy at {threshold:g}, {verdict}; it finds "
+        f"{pct(top.at.recall)} of the {positive} calls"
+    )

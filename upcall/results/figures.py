@@ -65,12 +65,12 @@ def network_curves(network: str, entries: list[Entry]) -> bytes:
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     (ax_train, ax_val), (ax_acc, ax_auc) = axes
     all_train, all_tests = [], []
-    for e in sorted(entries, key=lambda e: e.job.name):
+    for e in sorted(entries, key=lambda e: e.label):
         train = [r for r in train_records(list(e.records)) if r.loss is not None]
         tests = e.tests
         all_train += train
         all_tests += tests
-        label = e.job.name + ("" if e.row else f" ({e.status})")
+        label = e.label + ("" if e.row else f" ({e.status})")
         line = ax_train.plot([r.epoch for r in train], [r.loss for r in train], label=label)[0]
         style = {"color": line.get_color(), "marker": "."}
         x = [r.epoch for r in tests]
@@ -105,7 +105,7 @@ def against_lr(nets: dict[str, list[Entry]], baseline: list[Entry]) -> bytes:
             (ax_acc, e.row.final_accuracy and 100 * e.row.final_accuracy),
         ):
             if v is not None:
-                ax.axhline(v, color="grey", linestyle="--", label=f"baseline ({e.job.name})")
+                ax.axhline(v, color="grey", linestyle="--", label=f"baseline ({e.label})")
     if majority:
         ax_acc.axhline(100 * max(majority), color="black", linestyle=":", label="majority class")
     for ax in (ax_auc, ax_acc):
@@ -134,11 +134,10 @@ def roc_pr(models: list[Entry], threshold: float) -> bytes:
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.5))
     for e in models:
         fpr, tpr, precision, cut = roc_points(e.val)
-        # the AUC of these scores (each clip once), which can differ slightly from the
-        # record's: Caffe's test passes wrap around the validation set
+        # metrics.auc over each clip once, as the table's (the final record's) AUC
         area = auc(e.val.scores, e.val.labels == len(e.val.class_names) - 1)
-        line = ax_roc.plot(np.r_[0, fpr], np.r_[0, tpr], label=f"{e.job.name} (AUC {area:.3f})")
-        ax_pr.plot(tpr, precision, color=line[0].get_color(), label=e.job.name)
+        line = ax_roc.plot(np.r_[0, fpr], np.r_[0, tpr], label=f"{e.label} (AUC {area:.3f})")
+        ax_pr.plot(tpr, precision, color=line[0].get_color(), label=e.label)
         i = np.flatnonzero(cut >= threshold)
         if len(i):  # the operating point the table reports
             ax_roc.plot(fpr[i[-1]], tpr[i[-1]], "o", color=line[0].get_color())
@@ -164,7 +163,7 @@ def confusion(models: list[Entry]) -> bytes:
                     color="white" if v > m.max() / 2 else "black")  # fmt: skip
         ax.set_xticks([0, 1], [names[0], names[-1]])
         ax.set_yticks([0, 1], [names[0], names[-1]])
-        ax.set(xlabel="called", ylabel="true", title=f"{e.job.name}\n≥ {e.at.threshold:g}")
+        ax.set(xlabel="called", ylabel="true", title=f"{e.label}\n≥ {e.at.threshold:g}")
         ax.title.set_fontsize(9)
     fig.tight_layout()
     return png_bytes(fig, dpi=DPI)

@@ -14,7 +14,15 @@ from html import escape
 from pathlib import Path
 
 from upcall.results import figures
-from upcall.results.entries import Entry, best, by_network, num, pct, questions
+from upcall.results.entries import (
+    Entry,
+    best,
+    by_network,
+    by_validation_set,
+    num,
+    pct,
+    questions,
+)
 
 REFRESH_SECONDS = 30
 
@@ -35,14 +43,15 @@ def _img(png: bytes, alt: str) -> str:
 
 
 HEAD = (
-    "job", "network", "engine", "base lr", "epochs", "accuracy", "majority class",
+    "job", "network", "engine", "dataset", "base lr", "epochs", "accuracy", "majority class",
     "AUC", "best AUC", "whale recall", "whale precision", "training time", "images/s",
 )  # fmt: skip
 
 
 def table(entries: list[Entry], threshold: float) -> str:
-    """DIGITS's model list plus what accuracy hides; unfinished jobs as grey rows."""
-    top = best(entries)
+    """DIGITS's model list plus what accuracy hides; unfinished jobs as grey rows; the best
+    job of each validation set highlighted."""
+    tops = {id(b) for es in by_validation_set(entries).values() if (b := best(es))}
     head = "".join(f"<th>{escape(h)}</th>" for h in HEAD)
     head = head.replace("whale recall<", f"whale recall ≥ {threshold:g}<")
     head = head.replace("whale precision<", f"whale precision ≥ {threshold:g}<")
@@ -50,25 +59,26 @@ def table(entries: list[Entry], threshold: float) -> str:
     for e in entries:
         r = e.row
         if r is None:
-            cells = [e.job.name, e.network, e.status, *[""] * (len(HEAD) - 3)]
+            cells = [e.label, e.network, e.status, *[""] * (len(HEAD) - 3)]
             lines.append(_tr(cells, "pending"))
             continue
+        recall = pct(e.at and e.at.recall) + (f" ({e.one_sided})" if e.one_sided else "")
         cells = [
-            e.job.name, r.network, r.engine, num(r.base_lr, "g"), num(r.epochs, ".2f"),
-            pct(r.final_accuracy), pct(e.majority), num(r.final_auc), num(r.best_auc),
-            pct(e.at and e.at.recall), pct(e.at and e.at.precision),
+            e.label, r.network, r.engine, r.dataset or "–", num(r.base_lr, "g"),
+            num(r.epochs, ".2f"), pct(r.final_accuracy), pct(e.majority), num(r.final_auc),
+            num(r.best_auc), recall, pct(e.at and e.at.precision),
             f"{r.wall_seconds:.0f} s", num(r.images_per_second, ".0f"),
         ]  # fmt: skip
-        lines.append(_tr(cells, "best" if e is top else ""))
+        lines.append(_tr(cells, "best" if id(e) in tops else ""))
     lines.append("</table>")
-    notes = [f"{e.job.name}: {e.note}" for e in entries if e.note]
+    notes = [f"{e.label}: {e.note}" for e in entries if e.note]
     lines += [f'<p class="note">{escape(n)}</p>' for n in notes]
     return "\n".join(lines)
 
 
 def _tr(cells: list[str], cls: str) -> str:
     tds = "".join(
-        f'<td class="name">{escape(c)}</td>' if i < 3 else f"<td>{escape(c)}</td>"
+        f'<td class="name">{escape(c)}</td>' if i < 4 else f"<td>{escape(c)}</td>"
         for i, c in enumerate(cells)
     )
     return f'<tr class="{cls}">{tds}</tr>' if cls else f"<tr>{tds}</tr>"
@@ -124,7 +134,7 @@ def _models(entries: list[Entry], threshold: float) -> str:
     top = next((e for e in tops if e.val.images is not None), None)
     if top is not None:
         png, listed = figures.most_wrong(top)
-        parts.append(f"<h3>Validation clips {escape(top.job.name)} gets most wrong</h3>")
+        parts.append(f"<h3>Validation clips {escape(top.label)} gets most wrong</h3>")
         if png is None:
             parts.append(f"<p>none: it calls every validation clip right at {threshold:g}</p>")
         else:
@@ -150,6 +160,25 @@ def _classical(e: Entry) -> bool:
     return e.row is not None and e.row.engine == "classical"
 
 
+def _compared(
+    entries: list[Entry], threshold: float, where: str, tag: str
+) -> list[tuple[str, str, str]]:
+    """The sections that rank jobs against each other, for jobs validated on the same clips."""
+    nets = by_network(entries)
+    networks = {n: es for n, es in nets.items() if es[0].row.engine != "classical"}
+    baseline = [e for es in nets.values() for e in es if e.row.engine == "classical"]
+    lr = (
+        _img(figures.against_lr(networks, baseline), "AUC and accuracy against learning rate")
+        if networks
+        else '<p class="note">no network job has finished</p>'
+    )
+    return [
+        ("the" + tag, "The tutorial's three questions" + where, _questions(entries, threshold)),
+        ("auc" + tag, "AUC and accuracy against learning rate" + where, lr),
+        ("best" + tag, "Best models" + where, _models(entries, threshold)),
+    ]
+
+
 def render(
     entries: list[Entry],
     *,
@@ -167,30 +196,31 @@ def render(
         if pending
         else f"All {len(entries)} jobs finished."
     )
-    nets = by_network(entries)
     curves = "\n".join(
         _img(figures.network_curves(net, es), f"curves of {net}")
         for net in sorted({e.network for e in entries})
         if (es := [e for e in entries if e.network == net and e.tests and not _classical(e)])
     )
-    networks = {n: es for n, es in nets.items() if es[0].row.engine != "classical"}
-    baseline = [e for es in nets.values() for e in es if e.row.engine == "classical"]
+    groups = by_validation_set(entries)
     sections = [
-        ("Models", table(entries, threshold)),
-        ("The tutorial's three questions", _questions(entries, threshold)),
-        ("Dataset", _datasets(entries)),
-        ("Training curves, per network", curves or '<p class="note">no curves yet</p>'),
-        ("AUC and accuracy against learning rate",
-         _img(figures.against_lr(networks, baseline), "AUC and accuracy against learning rate")
-         if networks else '<p class="note">no network job has finished</p>'),
-        ("Best models", _models(entries, threshold)),
+        ("models", "Models", table(entries, threshold)),
+        ("dataset", "Dataset", _datasets(entries)),
+        ("training", "Training curves, per network",
+         curves or '<p class="note">no curves yet</p>'),
     ]  # fmt: skip
+    for i, (group, members) in enumerate(groups.items()):
+        # jobs validated on other clips are never ranked against each other
+        where = f": jobs validated on {group or 'unknown clips'}" if len(groups) > 1 else ""
+        tag = f"-{i + 1}" if len(groups) > 1 else ""
+        sections += _compared(members, threshold, where, tag)
+    order = {"models": 0, "the": 1, "dataset": 2, "training": 3, "auc": 4, "best": 5}
+    sections.sort(key=lambda s: order[s[0].split("-")[0]])
     search = "\n".join(_search(d) for d in figure_dirs)
     if search:
-        sections.append(("Search", search))
+        sections.append(("search", "Search", search))
     body = "\n".join(
-        f'<section id="{escape(t.split()[0].lower())}"><h2>{escape(t)}</h2>\n{html}</section>'
-        for t, html in sections
+        f'<section id="{escape(key)}"><h2>{escape(t)}</h2>\n{html}</section>'
+        for key, t, html in sections
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -134,17 +134,22 @@ class JobWriter:
         scores: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         val_accuracy: float | None = None,
+        caffe_logged: dict[str, float] | None = None,
     ) -> TestRecord:
         """Record a validation pass and redraw the curves.
 
-        With (N, K) ``scores`` and their ``labels`` the record has accuracy (Caffe's rule), AUC
-        and recall; without, only ``val_loss`` and ``val_accuracy`` as the engine reported them.
+        With (N, K) ``scores`` and their ``labels`` (each validation clip once) the record has
+        accuracy (Caffe's rule), AUC, recall and, unless ``val_loss`` is given, the mean
+        cross-entropy; without, only ``val_loss`` and ``val_accuracy`` as given.
+        ``caffe_logged``: Caffe's own test outputs, kept apart (:class:`TestRecord`).
         """
-        auc, recall = None, None
+        auc, recall, clips = None, None, None
         if scores is not None:
             m = evaluate(scores, labels, class_names=self.class_names)
             val_accuracy, auc = m["val_accuracy"], finite(m["val_auc"])
             recall = {k: finite(v) for k, v in m["recall"].items()}
+            val_loss = m["val_loss"] if val_loss is None else val_loss
+            clips = len(labels)
         record = TestRecord(
             iter=iter,
             epoch=round(epoch, 6),
@@ -152,6 +157,8 @@ class JobWriter:
             val_accuracy=val_accuracy,
             val_auc=auc,
             recall=recall,
+            clips=clips,
+            caffe_logged=caffe_logged,
         )
         self._append(record)
         self.log(f"Iteration {iter} (epoch {epoch:.3f}) test: " + _describe(record))
@@ -192,4 +199,8 @@ def _describe(r: TestRecord) -> str:
     text += f"accuracy = {fmt(r.val_accuracy)}, AUC = {fmt(r.val_auc)}"
     if r.recall is not None:
         text += ", recall: " + ", ".join(f"{k} {fmt(v)}" for k, v in r.recall.items())
+    if r.clips is not None:
+        text += f" ({r.clips} clips)"
+    if r.caffe_logged:
+        text += "; Caffe logged " + ", ".join(f"{k} {v:.4g}" for k, v in r.caffe_logged.items())
     return text

@@ -1,5 +1,5 @@
 """Validation metrics, one definition each: Caffe's Accuracy (ties count against the label),
-rank AUC and per-class recall.
+rank AUC, per-class recall and the cross-entropy loss.
 
 Every engine's test records, the torch engine's Accuracy layer and the reports use these, so a
 tie or an undefined AUC is treated the same wherever a job was trained. Torch-free: the tie rule
@@ -68,8 +68,18 @@ def recall(correct: np.ndarray, labels: np.ndarray, class_names: list[str]) -> d
     return out
 
 
+def cross_entropy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over samples of -log p(label) from (N, K) probabilities: Caffe's SoftmaxWithLoss,
+    with the probability clipped at FLT_MIN as Caffe clips it, averaged per sample (Caffe's log
+    averages per batch, which differs when the last batch is partial)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    true = scores[np.arange(len(labels)), labels]
+    return float(-np.log(np.maximum(true, np.finfo(np.float32).tiny)).mean())
+
+
 def evaluate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str]) -> dict:
-    """Validation accuracy (Caffe semantics), AUC and recall per class from (N, K) scores.
+    """Validation accuracy (Caffe semantics), AUC, recall per class and loss from (N, K) scores.
 
     AUC is for the last class against the rest when K == 2 (the "whale" probability), and the
     macro average of one-vs-rest AUCs otherwise. Recall of a class counts its samples that Caffe's
@@ -91,4 +101,5 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str]) 
         "val_accuracy": float(correct.mean()),
         "val_auc": val_auc,
         "recall": recall(correct, labels, class_names),
+        "val_loss": cross_entropy(scores, labels),
     }

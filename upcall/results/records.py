@@ -43,18 +43,30 @@ class TrainRecord(JsonFile):
 
 @dataclass(frozen=True, kw_only=True)
 class TestRecord(JsonFile):
-    """A validation pass. An engine that reports only loss and accuracy (a remote one) leaves
-    ``val_auc`` and ``recall`` None unless its snapshot can be scored for them."""
+    """A validation pass: upcall's figures, each over every validation clip exactly once.
+
+    ``clips`` says how many clips that is. Caffe's own test pass runs ``test_iter`` batches and
+    wraps around the validation LMDB to fill the last one (150 clips, batch 100: 200 scores, the
+    first 50 clips twice), so what Caffe (or DIGITS) logged is kept apart, in ``caffe_logged``,
+    never in the fields above. A test whose weights could not be scored (DIGITS's iteration 0)
+    has only ``caffe_logged``.
+    """
 
     __test__: ClassVar[bool] = False  # not a pytest class, despite its name
 
     kind: str = "test"
     iter: int
     epoch: float
-    val_loss: float | None
-    val_accuracy: float | None
+    val_loss: float | None  # mean cross-entropy per clip
+    val_accuracy: float | None  # Caffe's rule: a tie counts against the label
     val_auc: float | None = None  # None: undefined (one class) or not scored
     recall: dict[str, float | None] | None = None  # class name -> recall
+    # validation clips the figures above cover, each once; None: not scored, or an older record
+    # (written before upcall counted each clip once: its figures may count some clips twice)
+    clips: int | None = None
+    # Caffe's "Test net output" figures as its log printed them (DIGITS shows these), over
+    # test_iter × batch_size samples; None: no Caffe log (the torch engine)
+    caffe_logged: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind != "test":

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from upcall.errors import BatchReport, UpcallError
@@ -39,11 +40,12 @@ HELP = (
 class Row:
     """One job in the comparison table."""
 
-    job: str
+    job: str  # the job folder relative to the folder holding all reported jobs: unique
     network: str
     engine: str
-    base_lr: float | None
-    epochs: float
+    dataset: str | None  # what it trained on (a classical job: its clips' folder), shortened
+    base_lr: float | None  # None for the classical baseline: it has no solver
+    epochs: float | None  # None for the classical baseline: it is fitted, not trained in epochs
     final_accuracy: float | None
     final_auc: float | None
     final_loss: float | None
@@ -80,16 +82,42 @@ def _is_job(path: Path) -> bool:
     return (path / SUMMARY).exists() or (path / "solver.prototxt").exists()
 
 
-def job_row(job: Path) -> Row:
-    """The table row of one trained job."""
+def unique_names(paths: list[Path]) -> dict[Path, str]:
+    """Each path relative to the folder holding them all, so names are unique across folders
+    (two sweeps' ``whalenet-lr0.01``); a single folder's jobs keep their folder names. Symlinks
+    are not followed: a job is named as it was given."""
+    absolute = {p: Path(os.path.abspath(p)) for p in paths}
+    if not absolute:
+        return {}
+    root = Path(os.path.commonpath([a.parent for a in absolute.values()]))
+    return {p: a.relative_to(root).as_posix() for p, a in absolute.items()}
+
+
+def training_data(job: Path) -> str | None:
+    """The folder a job learnt from: its dataset, or a classical job's clips; None: unknown."""
+    try:
+        config = JobConfig.read(job)
+    except UpcallError:
+        return None
+    if config is None:
+        return None
+    if config.network_source.get("kind") == "classical":
+        return config.network_source.get("data_dir")
+    return config.dataset
+
+
+def job_row(job: Path, name: str | None = None, dataset: str | None = None) -> Row:
+    """The table row of one trained job, named ``name`` (default its folder name)."""
     summary = read_summary(job)
     final, best = summary.final, summary.best
+    classical = summary.engine == "classical"
     return Row(
-        job=job.name,
+        job=name or job.name,
         network=summary.network,
         engine=summary.engine,
-        base_lr=_base_lr(job),
-        epochs=summary.epochs,
+        dataset=dataset,
+        base_lr=None if classical else _base_lr(job),
+        epochs=None if classical else summary.epochs,
         final_accuracy=final and final.val_accuracy,
         final_auc=final and final.val_auc,
         final_loss=final and final.val_loss,
@@ -121,21 +149,7 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-COLUMNS = (
-    "job",
-    "network",
-    "engine",
-    "base_lr",
-    "epochs",
-    "final_accuracy",
-    "final_auc",
-    "final_loss",
-    "best_accuracy",
-    "best_auc",
-    "best_loss",
-    "images_per_second",
-    "wall_seconds",
-)
+COLUMNS = tuple(f.name for f in fields(Row))  # the table's columns, in Row's order
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -164,17 +178,23 @@ def csv_table(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def plot_comparison(jobs: dict[Path, list[TestRecord]], out: Path) -> None:
-    """Validation AUC (left) and validation loss (right) against epoch, one line per job."""
+def plot_comparison(jobs: dict[str, tuple[Row, list[TestRecord]]], out: Path) -> None:
+    """Validation AUC (left) and validation loss (right) against epoch, one line per job; a
+    classical job, which has no epochs, is a horizontal reference line at its AUC."""
     plt = pyplot()
 
     fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     all_tests = []
-    for job, tests in jobs.items():
+    for name, (row, tests) in jobs.items():
+        if row.epochs is None:
+            if row.final_auc is not None:
+                ax_auc.axhline(row.final_auc, color="grey", linestyle="--",
+                               label=f"{name} (no epochs)")  # fmt: skip
+            continue
         all_tests += tests
         epochs = [r.epoch for r in tests]
-        ax_auc.plot(epochs, [gap(r.val_auc) for r in tests], marker=".", label=job.name)
-        ax_loss.plot(epochs, [gap(r.val_loss) for r in tests], marker=".", label=job.name)
+        ax_auc.plot(epochs, [gap(r.val_auc) for r in tests], marker=".", label=name)
+        ax_loss.plot(epochs, [gap(r.val_loss) for r in tests], marker=".", label=name)
     ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
     scale_loss_axis(ax_loss, [], all_tests)
@@ -183,23 +203,53 @@ def plot_comparison(jobs: dict[Path, list[TestRecord]], out: Path) -> None:
     save_png(fig, out, dpi=80)
 
 
+@dataclass(frozen=True)
+class Found:
+    """The jobs under the paths given to ``report``, with their names and statuses."""
+
+    jobs: list[Path]
+    names: dict[Path, str]  # unique row names (see unique_names)
+    status: dict[Path, str]  # see job_status
+    datasets: dict[Path, str | None]  # the data each job learnt from, shortened
+
+    @classmethod
+    def under(cls, paths: list[Path]) -> Found:
+        jobs = find_jobs(paths)
+        data = {j: training_data(j) for j in jobs}
+        short = unique_names([Path(d) for d in set(data.values()) if d])
+        return cls(
+            jobs,
+            unique_names(jobs),
+            {j: job_status(j) for j in jobs},
+            {j: short[Path(d)] if d else None for j, d in data.items()},
+        )
+
+    @property
+    def pending(self) -> list[Path]:
+        return [j for j in self.jobs if self.status[j] != "done"]
+
+
 def make_report(
     paths: list[Path], *, out: Path, html: bool = False, threshold: float = 0.5, scorer=None
 ) -> list[Row]:
     """Write report.csv, report.md and comparison.png for every trained job under ``paths``,
     and with ``html`` report.html (see :func:`write_html`; ``scorer`` keeps scores between calls).
 
-    Untrained jobs are reported one per line and skipped (report.html shows them as unfinished);
-    the rest still make the report, then BatchFailed is raised.
+    Jobs not trained yet (not started, running, stopped) are listed one per line and left out of
+    the table (report.html shows them as unfinished): that is no failure. A finished job that
+    cannot be read is reported and the rest still make the report, then BatchFailed is raised.
     """
     batch = BatchReport("jobs")
+    found = Found.under(paths)
     rows, trained = [], {}
-    jobs = find_jobs(paths)
-    for job in jobs:
+    for job in found.jobs:
+        name = found.names[job]
+        if found.status[job] != "done":
+            continue
         try:
-            row, tests = job_row(job), validation_records(read_metrics(job))
+            row = job_row(job, name, found.datasets[job])
+            trained[name] = (row, validation_records(read_metrics(job)))
             rows.append(row)
-            trained[job] = tests
             batch.ok()
         except UpcallError as e:
             batch.fail(job, str(e))
@@ -210,8 +260,12 @@ def make_report(
         plot_comparison(trained, out / "comparison.png")
         print(text_table(rows), end="")
         print(f"written: {out / 'report.csv'}, {out / 'report.md'}, {out / 'comparison.png'}")
+    else:
+        print("no job has finished training yet: no table")
+    for job in found.pending:
+        print(f"{found.names[job]}: {found.status[job]} (not in the table)")
     if html:
-        write_html(jobs, out=out, threshold=threshold, scorer=scorer, title=_title(paths))
+        write_html(found, out=out, threshold=threshold, scorer=scorer, title=_title(paths))
     batch.finish()
     return rows
 
@@ -221,7 +275,7 @@ def _title(paths: list[Path]) -> str:
 
 
 def job_status(job: Path) -> str:
-    """The job's status as the page shows it: "done", "running", "not started", ..."""
+    """The job's status as the table and the page show it: "done", "running", "not started"..."""
     from upcall.engines.base import JobStatus, local_status
 
     return {
@@ -233,14 +287,14 @@ def job_status(job: Path) -> str:
 
 
 def write_html(
-    jobs: list[Path],
+    found: Found,
     *,
     out: Path,
     threshold: float = 0.5,
     scorer=None,
     title: str = "upcall report",
-) -> bool:
-    """Write OUT/report.html for ``jobs``; returns whether any job is unfinished.
+) -> None:
+    """Write OUT/report.html for the ``found`` jobs.
 
     Search figures (``upcall search``'s figures/*.png beside its trials/) are taken from the
     folders holding the jobs.
@@ -251,18 +305,19 @@ def write_html(
 
     scorer = scorer or Scorer()
     entries = []
-    for job in jobs:
+    for job in found.jobs:
+        name, dataset = found.names[job], found.datasets[job]
         try:
-            entries.append(collect_entry(job, job_row, scorer, threshold, job_status(job)))
+            row_of = lambda j, n=name, d=dataset: job_row(j, n, d)  # noqa: E731
+            entries.append(collect_entry(job, row_of, scorer, threshold, found.status[job], name))
         except UpcallError as e:
-            entries.append(Entry(job, "cannot be read", job.name, None, note=str(e)))
-    folders = {j.parent.parent if j.parent.name == "trials" else j.parent for j in jobs}
+            entries.append(Entry(job, "cannot be read", job.name, None, note=str(e), name=name))
+    folders = {j.parent.parent if j.parent.name == "trials" else j.parent for j in found.jobs}
     figure_dirs = sorted(f / "figures" for f in folders if (f / "figures").is_dir())
     page = render(entries, title=title, threshold=threshold, figure_dirs=figure_dirs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.html", page)
     print(f"written: {out / 'report.html'}")
-    return any(e.row is None for e in entries)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -315,14 +370,17 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or (first.parent if _is_job(first) else first)
     scorer = Scorer()  # finished jobs are scored once, however often --watch rewrites the page
     while True:
+        failed = None
         try:
             make_report(
                 args.jobs, out=out, html=not args.no_html, threshold=args.threshold, scorer=scorer
             )
+        except BatchFailed as e:  # a finished job that cannot be read: exit 1, after watching
+            failed = e
+        pending = Found.under(args.jobs).pending
+        if args.watch is None or not pending:
+            if failed is not None:
+                raise failed
             return 0
-        except BatchFailed:
-            pending = [j for j in find_jobs(args.jobs) if job_status(j) != "done"]
-            if args.watch is None or not pending:
-                raise
-            print(f"{len(pending)} job(s) not finished; next report in {args.watch:g} s")
-            time.sleep(args.watch)
+        print(f"{len(pending)} job(s) not finished; next report in {args.watch:g} s")
+        time.sleep(args.watch)

@@ -120,8 +120,8 @@ def run_demo(
     synthesize(data, SynthSettings(n_train=s.n_train, n_test=s.n_test, seed=s.seed))
     engine = get_engine("torch", threads=threads)
     job = run_pipeline(layout, s.recipe, engine, steps=steps, rerun="upcall demo")
-    steps.step(f"model comparison in {out}")
-    make_report([layout.jobs], out=out)
+    steps.step(f"model comparison in {out / 'report.html'}")
+    make_report([layout.jobs], out=out, html=True)
     steps.step(f"scoring the {s.n_test} held-out test clips with the final snapshot")
     test_auc, n = held_out_auc(job, data) if s.n_test else (None, 0)
     return DemoResult(read_summary(job), test_auc, n, job)
@@ -138,14 +138,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.n_train,
         help=f"synthetic training clips (default {d.n_train})",
     )
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help=f"default {d.epochs}, the recipe's (`upcall fit`)",
+    )
     parser.add_argument(
         "--n-test",
         type=int,
         default=d.n_test,
         help=f"held-out test clips, scored once at the end (default {d.n_test})",
     )
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"seed of every step (default {d.seed}, the recipe's)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores)")
 
 
@@ -160,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_demo(args.out, settings, threads=args.threads)
     print(f"\ncurves:         {result.job / 'curves.png'}")
-    print(f"report:         {args.out.resolve() / 'report.md'}")
+    print(f"report:         {args.out.resolve() / 'report.html'}")
     print(result_line(result.summary))
     if result.test_auc is not None:
         print(

@@ -9,8 +9,10 @@ with the clips; test/ is not needed. The recipe (:mod:`upcall.workflows.recipe`,
     OUT/lists/           train/val lists      OUT/dataset/   Caffe LMDBs
     OUT/jobs/<network>-lr<lr>/   the trained job: what `upcall classify` and `upcall detect` use
 
-Each step is skipped when its output is complete; after a Ctrl-C the same command continues
-(training resumes from its latest snapshot).
+The recipe is checked whole (types, values, the job it makes) before any step runs, and
+recorded only then. Each step is skipped when its output was made from what it reads now;
+an OUT made from DATA before its labels or clips changed (by content, not modification time) is
+refused. After a Ctrl-C the same command continues (training resumes from its latest snapshot).
 """
 
 from __future__ import annotations
@@ -20,8 +22,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from upcall.errors import UpcallError
-from upcall.workflows.pipeline import PIPELINE_STEPS, Layout, Steps, result_line, run_pipeline
-from upcall.workflows.recipe import DEFAULT_RECIPE, Recipe, check_recipe, load_recipe
+from upcall.workflows.pipeline import (
+    PIPELINE_STEPS,
+    Layout,
+    Steps,
+    check_same_data,
+    result_line,
+    run_pipeline,
+)
+from upcall.workflows.recipe import (
+    DEFAULT_RECIPE,
+    Recipe,
+    check_buildable,
+    check_recipe,
+    load_recipe,
+)
 
 if TYPE_CHECKING:
     from upcall.engines import EngineOptions
@@ -56,26 +71,6 @@ def check_data(data: Path) -> int:
     return len(clips)
 
 
-def check_same_data(layout: Layout, out: Path) -> None:
-    """Refuse an OUT whose lists were made from other data, or before train.csv changed: its
-    finished steps would be kept and the old data's model reported."""
-    from upcall.data.lists import ListsManifest
-
-    lists = ListsManifest.read(layout.lists)
-    if lists is None:
-        return
-    hint = "use another --out or remove it"
-    if Path(lists.data_dir) != layout.data:
-        raise UpcallError(
-            f"{out}: made from the clips in {lists.data_dir}, not {layout.data}; {hint}"
-        )
-    csv_path = layout.data / "train.csv"
-    if csv_path.stat().st_mtime > (layout.lists / ListsManifest.FILE).stat().st_mtime:
-        raise UpcallError(
-            f"{csv_path}: changed after the lists in {layout.lists} were made; {hint}"
-        )
-
-
 def fit(
     data: str | Path,
     out: str | Path,
@@ -90,9 +85,13 @@ def fit(
     data, out = Path(data).resolve(), Path(out).resolve()
     n = check_data(data)
     layout = Layout.under(out, data=data)
-    check_same_data(layout, out)
-    check_recipe(out, recipe, hint="use another --out, or the --recipe and --seed it was made with")
+    check_same_data(layout, clips=False)  # the clips once their spectrograms are up to date
+    try:  # the whole recipe, on this many clips, before anything is made or recorded
+        check_buildable(recipe, clips=n)
+    except UpcallError as e:
+        raise UpcallError(f"recipe: {e}") from None
     engine = get_engine(engine_name, engine_options)
+    check_recipe(out, recipe, hint="use another --out, or the --recipe and --seed it was made with")
     print(f"[fit] {n} labelled clips in {data}; recipe in {out / Recipe.FILE}", flush=True)
     return run_pipeline(
         layout, recipe, engine, steps=Steps("fit", PIPELINE_STEPS), rerun="upcall fit"
@@ -113,7 +112,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help='a recipe.json whose keys replace the default recipe\'s (e.g. {"epochs": 10}); '
-        "default: the built-in recipe",
+        "default: the built-in recipe, the best measured (README, Quality): WhaleNet with time "
+        "pooling on the fine spectrogram, SGD at 0.01 with the poly policy over 15 epochs "
+        "(`upcall nets` keeps DIGITS's 30), seed 0",
     )
     parser.add_argument(
         "--seed",

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from upcall.errors import BatchFailed, Interrupted, UpcallError
 from upcall.results.records import Summary
 from upcall.workflows.recipe import Recipe
 
 if TYPE_CHECKING:
+    from upcall.data.traincsv import Clip
     from upcall.engines import Engine
+    from upcall.model.nets import Job
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,88 @@ DATA_STEPS = 3  # spectrograms, lists, dataset
 PIPELINE_STEPS = DATA_STEPS + 2  # job, training
 
 
+def check_same_data(layout: Layout, *, clips: bool = True) -> None:
+    """Refuse lists under ``layout`` made from other data, or from DATA before its labels (or,
+    with ``clips``, its clips) changed: their dataset and model would be kept and reported as
+    this data's. Decided by content (``ListsManifest.labels_digest``, ``clips_digest``), never by
+    modification times, which `cp -p`, `rsync -a` and `tar` carry over. ``clips`` needs the
+    spectrograms brought up to date first (the clips' digest comes from their stamps)."""
+    from upcall.data.lists import ListsManifest
+    from upcall.data.stamps import clips_digest
+    from upcall.data.traincsv import labels_digest, read_train_csv
+
+    lists = ListsManifest.read(layout.lists)
+    if lists is None:
+        return
+    out, csv_path = layout.lists.parent, layout.data / "train.csv"
+    hint = "use another --out or remove it"
+    if Path(lists.data_dir) != layout.data:
+        raise UpcallError(
+            f"{out}: made from the clips in {lists.data_dir}, not {layout.data}; {hint}"
+        )
+    if lists.labels_digest is None or lists.clips_digest is None:
+        raise UpcallError(
+            f"{layout.lists / ListsManifest.FILE}: made by an older upcall that did not record "
+            f"what its clips and labels were; {hint}"
+        )
+    rows = read_train_csv(csv_path)
+    if labels_digest(rows) != lists.labels_digest:
+        raise UpcallError(
+            f"{csv_path}: {_label_change(layout.lists, rows)} since the lists in "
+            f"{layout.lists} were made; {hint}"
+        )
+    pngs = [f"train/{Path(row.name).stem}.png" for row in rows]
+    if clips and clips_digest(Path(lists.spectrogram_root), pngs) != lists.clips_digest:
+        raise UpcallError(
+            f"{layout.data / 'train'}: clips changed (same names, other content) since the "
+            f"lists in {layout.lists} were made; {hint}"
+        )
+
+
+def _label_change(lists_dir: Path, rows: list[Clip]) -> str:
+    """The first difference between train.csv's rows and the lists' (for the message)."""
+    from upcall.data.dataset import read_list
+
+    listed: dict[str, int] = {}
+    for name in ("train.txt", "val.txt"):
+        try:
+            listed |= {p.stem: label for p, label in read_list(lists_dir / name, n_labels=2)}
+        except UpcallError:
+            return "its rows changed"
+    now = {Path(row.name).stem: row for row in rows}
+    for stem, row in now.items():
+        if stem not in listed:
+            return f"{row.name} was added (line {row.line})"
+        if listed[stem] != row.label:
+            return f"the label of {row.name} changed from {listed[stem]} to {row.label}"
+    gone = [stem for stem in listed if stem not in now]
+    return f"{gone[0]} was removed" if gone else "its rows were reordered"
+
+
+def check_validation(lists_dir: Path) -> None:
+    """UpcallError unless the validation list holds clips of every class: without up-calls the
+    validation AUC does not exist and accuracy says nothing, yet training would run and exit 0."""
+    from upcall.data.lists import ListsManifest
+
+    counts = ListsManifest.require(lists_dir).counts["val"]
+    absent = [name for name, n in counts.items() if n == 0]
+    if absent:
+        raise UpcallError(
+            f"{lists_dir / 'val.txt'}: no {' or '.join(absent)} clips among its "
+            f"{sum(counts.values())}: validation figures need both classes; raise val_fraction "
+            "in the recipe, or add labelled clips of that class to train.csv"
+        )
+
+
 def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
     """The first three steps of ``recipe`` over ``layout`` (spectrograms, lists, LMDB dataset);
-    returns the dataset folder. DATA is only read unless ``layout.spectrograms`` is DATA."""
-    from upcall.data.dataset import build_dataset
-    from upcall.data.lists import make_lists
+    returns the dataset folder. DATA is only read unless ``layout.spectrograms`` is DATA.
+
+    A step is done when its output was made from what the step reads now: lists from DATA's
+    labels and clips as they are (else refused, see :func:`check_same_data`), the dataset from
+    these lists (else rebuilt)."""
+    from upcall.data.dataset import DatasetManifest, build_dataset
+    from upcall.data.lists import ListsManifest, make_lists
     from upcall.data.render import ensure
 
     root = layout.spectrograms
@@ -75,12 +154,15 @@ def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
         ensure(layout.data, out=root, mode=recipe.spectrogram_mode)
     except BatchFailed as e:  # each bad clip was printed; lists say if a listed one is missing
         print(f"[{steps.prefix}] note: {e}", flush=True)
-    if steps.step(f"train/val lists in {layout.lists}", (layout.lists / "lists.json").exists()):
-        make_lists(layout.data, out=layout.lists, settings=recipe.list_settings(root))
+    check_same_data(layout)
+    lists = ListsManifest.read(layout.lists)
+    if steps.step(f"train/val lists in {layout.lists}", lists is not None):
+        lists = make_lists(layout.data, out=layout.lists, settings=recipe.list_settings(root))
+    check_validation(layout.lists)
     size = "native size" if recipe.size == "native" else recipe.size
+    built = DatasetManifest.read(layout.dataset)
     if steps.step(
-        f"LMDB dataset at {size} in {layout.dataset}",
-        (layout.dataset / "dataset.json").exists(),
+        f"LMDB dataset at {size} in {layout.dataset}", built is not None and built.lists == lists
     ):
         build_dataset(layout.lists, out=layout.dataset, settings=recipe.dataset_settings())
     return layout.dataset
@@ -94,19 +176,14 @@ def run_pipeline(
     ``rerun`` names the command to run again after a Ctrl-C ("upcall fit").
     """
     from upcall.model.datasetinfo import load_dataset
-    from upcall.model.nets import make_job, write_job
+    from upcall.model.nets import write_job
     from upcall.workflows.sweep import train_pending
 
-    job = make_job(
-        recipe.network,
-        load_dataset(make_dataset(layout, recipe, steps=steps)),
-        recipe.solver,
-        batch_size=recipe.batch_size,
-        net_params=recipe.network_params,
-        **_nets_options(recipe),
-    )
+    job = recipe.make_job(load_dataset(make_dataset(layout, recipe, steps=steps)))
     folder = layout.jobs / job.name
-    if steps.step(f"{recipe.network} job in {folder}", (folder / "solver.prototxt").exists()):
+    # done when the folder's config.json is this job's (same dataset build, network, solver
+    # and schedule); a job made otherwise that has training results is refused by write_job
+    if steps.step(f"{recipe.network} job in {folder}", _same_config(folder, job)):
         write_job(job, layout.jobs)
     if steps.step(
         f"training {recipe.network} for {recipe.epochs} epochs ({engine.name} engine)",
@@ -124,20 +201,13 @@ def run_pipeline(
     return folder
 
 
-def _nets_options(recipe: Recipe) -> dict[str, Any]:
-    """make_job's keywords for the recipe's `upcall nets --class-weights` / `--augment`, parsed
-    as `upcall nets` parses them; only those set are passed, so a recipe without them makes the
-    same job files as `upcall nets` without the flags."""
-    options: dict[str, Any] = {}
-    if recipe.class_weights is not None:
-        from upcall.model.classweights import parse_class_weights
+def _same_config(folder: Path, job: Job) -> bool:
+    from upcall.model.jobconfig import JobConfig
 
-        options["class_weights"] = parse_class_weights(recipe.class_weights)
-    if recipe.augment is not None:
-        from upcall.model.augment_net import parse_augment
-
-        options["augment"] = parse_augment(recipe.augment, seed=recipe.seed)
-    return options
+    try:
+        return JobConfig.read(folder) == JobConfig.from_json(job.config.to_json())
+    except UpcallError:
+        return False  # unreadable: rewritten, or refused by write_job if trained
 
 
 def result_line(summary: Summary) -> str:

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from upcall.data.dataset import DatasetSettings, parse_size
-from upcall.data.lists import ListSettings
-from upcall.data.spectrogram import get_mode
+from upcall.data.lists import LABELS, ListSettings
+from upcall.data.spectrogram import clip_shape, get_mode
 from upcall.errors import UpcallError
 from upcall.fsutil import read_json
 from upcall.jsonfile import INLINE, JsonFile, plain
 from upcall.model.augment_net import parse_augment
 from upcall.model.classweights import parse_class_weights
 from upcall.model.solver import SolverSettings
+
+if TYPE_CHECKING:
+    from upcall.model.datasetinfo import DatasetInfo
+    from upcall.model.nets import Job
 
 
 @dataclass(frozen=True)
@@ -51,14 +58,19 @@ class Recipe(JsonFile):
 
     def __post_init__(self) -> None:
         get_mode(self.spectrogram_mode)
-        if not isinstance(self.solver.seed, int) or self.solver.seed < 0:
-            raise UpcallError(f"seed must be a whole number ≥ 0, not {self.solver.seed!r}")
+        seed = self.solver.seed
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise UpcallError(f"seed must be a whole number ≥ 0, not {json.dumps(seed)}")
         self.list_settings(None)  # raises on a bad val_fraction, split or balance
         self.dataset_settings()
         if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
+            not isinstance(self.batch_size, int)
+            or isinstance(self.batch_size, bool)
+            or self.batch_size < 1
         ):
-            raise UpcallError(f"batch_size must be at least 1 or null, not {self.batch_size!r}")
+            raise UpcallError(
+                f"batch_size must be at least 1 or null, not {json.dumps(self.batch_size)}"
+            )
         if not isinstance(self.network_params, dict):
             raise UpcallError(f"network_params must be an object, not {self.network_params!r}")
         for name in ("class_weights", "augment"):
@@ -66,10 +78,7 @@ class Recipe(JsonFile):
                 flag = "--" + name.replace("_", "-")
                 raise UpcallError(f"{name} must be text, as `upcall nets {flag}` takes it")
         # parsed here too, so a bad one stops fit before the spectrograms, not after the LMDB
-        if self.class_weights is not None:
-            parse_class_weights(self.class_weights)
-        if self.augment is not None:
-            parse_augment(self.augment, seed=self.seed)
+        self.nets_options()
 
     @property
     def seed(self) -> int:
@@ -93,6 +102,30 @@ class Recipe(JsonFile):
     def dataset_settings(self) -> DatasetSettings:
         return DatasetSettings(
             size=parse_size(self.size), resize_mode=self.resize_mode, seed=self.seed
+        )
+
+    def nets_options(self) -> dict[str, Any]:
+        """make_job's keywords for the recipe's `upcall nets --class-weights` / `--augment`,
+        parsed as `upcall nets` parses them; only those set are passed, so a recipe without
+        them makes the same job files as `upcall nets` without the flags."""
+        options: dict[str, Any] = {}
+        if self.class_weights is not None:
+            options["class_weights"] = parse_class_weights(self.class_weights)
+        if self.augment is not None:
+            options["augment"] = parse_augment(self.augment, seed=self.seed)
+        return options
+
+    def make_job(self, dataset: DatasetInfo) -> Job:
+        """The job of this recipe on ``dataset`` (the job step's files, not yet written)."""
+        from upcall.model.nets import make_job
+
+        return make_job(
+            self.network,
+            dataset,
+            self.solver,
+            batch_size=self.batch_size,
+            net_params=self.network_params,
+            **self.nets_options(),
         )
 
     def with_solver(self, **changes: Any) -> Recipe:
@@ -133,8 +166,111 @@ def recipe_keys() -> list[str]:
     return own + [f.name for f in dataclasses.fields(SolverSettings)]
 
 
+def _key_types() -> dict[str, object]:
+    """Every recipe key → its type, as the dataclass fields declare it."""
+    hints = {k: v for k, v in typing.get_type_hints(Recipe).items() if k not in ("FILE", "solver")}
+    return {**hints, **typing.get_type_hints(SolverSettings)}
+
+
+_KIND_WORDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "text",
+    dict: "an object",
+    tuple: "a list of numbers",
+}
+
+
+def _is_kind(value: object, kind: object) -> bool:
+    """JSON ``value`` read as ``kind``: true is not a number, 2.5 not a whole number."""
+    if kind is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is int:
+        return isinstance(value, int)
+    if kind is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    if kind is tuple:
+        return isinstance(value, list) and all(_is_kind(v, float) for v in value)
+    return isinstance(value, kind)  # type: ignore[arg-type]
+
+
+def check_types(value: dict[str, Any]) -> None:
+    """UpcallError naming the first key whose value is of the wrong JSON type."""
+    for key, hint in _key_types().items():
+        if key not in value:
+            continue
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        kinds = [typing.get_origin(k) or k for k in (typing.get_args(hint) if union else (hint,))]
+        if not any(_is_kind(value[key], kind) for kind in kinds):
+            wanted = " or ".join(_KIND_WORDS.get(k, str(k)) for k in kinds)
+            raise UpcallError(f"{key} must be {wanted}, not {json.dumps(value[key])}")
+
+
+# Stands in for the data when a recipe is checked before any is made (load_recipe).
+NOMINAL_CLIPS = 1000
+
+
+def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS) -> None:
+    """Build the recipe's job on a stand-in dataset of its image size and ``clips`` labelled
+    clips, so that what the job step would refuse (an unknown network, bad network parameters,
+    class weights for another number of classes, more iterations than Caffe counts) is a
+    one-line error naming the key before any step runs, not after the spectrograms and LMDB."""
+    from upcall.model.netload import load_network
+
+    try:
+        load_network(recipe.network)
+    except UpcallError as e:
+        raise UpcallError(f"network: {e}") from None
+    try:
+        load_network(recipe.network, recipe.network_params)
+    except UpcallError as e:
+        raise UpcallError(f"network_params: {e}") from None
+    weights = parse_class_weights(recipe.class_weights or "none").weights
+    if weights and len(weights) != len(LABELS):
+        raise UpcallError(
+            f"class_weights: {recipe.class_weights!r} gives {len(weights)} weights for "
+            f"{len(LABELS)} classes ({', '.join(LABELS)})"
+        )
+    try:
+        recipe.make_job(_stand_in(recipe, clips))
+    except UpcallError as e:
+        raise UpcallError(f"network {recipe.network} at size {recipe.size}: {e}") from None
+    except (ValueError, OverflowError) as e:  # protobuf: max_iter beyond Caffe's int32
+        data = f"{clips} clips" if clips != NOMINAL_CLIPS else f"a stand-in set of {clips} clips"
+        raise UpcallError(
+            f"epochs: {recipe.epochs} epochs of {data} make more iterations than Caffe counts ({e})"
+        ) from None
+
+
+def _stand_in(recipe: Recipe, clips: int) -> DatasetInfo:
+    """A dataset of the recipe's image size and split, half of each class; nothing on disk."""
+    from upcall.model.datasetinfo import DatasetInfo
+
+    size = parse_size(recipe.size)
+    height, width = size if size else clip_shape(recipe.spectrogram_mode)
+    val = max(1, round(recipe.val_fraction * clips))
+    train = max(2, clips - val)
+    counts = {
+        "train": {LABELS[0]: train - train // 2, LABELS[1]: train // 2},
+        "val": {LABELS[0]: val - val // 2, LABELS[1]: val // 2},
+    }
+    info = {
+        "image": {"height": height, "width": width, "channels": 1},
+        "size": recipe.size,
+        "counts": counts,
+        "labels": list(LABELS),
+    }
+    return DatasetInfo("DATASET", height, width, 1, train, val, LABELS, recipe.size, info)
+
+
 def load_recipe(path: str | os.PathLike, base: Recipe = DEFAULT_RECIPE) -> Recipe:
-    """The recipe in file ``path``: its keys over ``base``'s; errors are one line naming it."""
+    """The recipe in file ``path``: its keys over ``base``'s, checked whole (types, values, the
+    job it builds); errors are one line naming the file and the key. A file that names another
+    network without ``network_params`` gets none (``base``'s are its own network's)."""
     path = Path(path)
     value = read_json(path)
     if value is None:
@@ -145,14 +281,18 @@ def load_recipe(path: str | os.PathLike, base: Recipe = DEFAULT_RECIPE) -> Recip
     unknown = [k for k in value if k not in known and k != "format"]
     if unknown:
         raise UpcallError(f"{path}: unknown key {unknown[0]!r}; a recipe has {', '.join(known)}")
-    merged = {**base.to_json(), **plain(value)}
+    if value.get("network", base.network) != base.network and "network_params" not in value:
+        value = {**value, "network_params": {}}  # base's parameters are for base's network
     try:
-        return Recipe.from_json(merged, source=path)
+        check_types(value)
+        recipe = Recipe.from_json({**base.to_json(), **plain(value)}, source=path)
+        check_buildable(recipe)
     except UpcallError as e:
         message = str(e)
         raise UpcallError(
             message if message.startswith(str(path)) else f"{path}: {message}"
         ) from None
+    return recipe
 
 
 def check_recipe(out: Path, recipe: Recipe, *, hint: str) -> None:

@@ -14,7 +14,9 @@ of earlier trials (:mod:`upcall.workflows.search_study`). Layout of DIR:
 
 Ctrl-C stops each worker at the end of a training iteration with a snapshot; the trial it was
 running is marked failed and a rerun of the same command continues the study until N trials are
-finished (complete or pruned).
+finished (complete or pruned). The sampler is seeded before each trial from ``--seed`` and the
+trials finished so far (:func:`upcall.workflows.search_study.sampler_for`), so the rerun proposes
+what an unbroken run would have, the interrupted trial's settings first.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 from pathlib import Path
 
 from upcall.errors import Interrupted, UpcallError
+from upcall.parallel import cap_workers, start_worker, starting_workers
 from upcall.workflows.search_study import SearchSettings, Worker
 
 HELP = "search network and solver settings with Optuna, one job folder per trial"
@@ -158,13 +161,13 @@ def dataset_folder(data: Path, out: Path) -> Path:
 def make_search_dataset(data: Path, out: Path, seed: int) -> None:
     """Make DIR/dataset from a Kaggle-layout DATA as `upcall fit` would with its default recipe
     and ``seed``: PNGs in DIR/spectrograms, lists in DIR/lists; DATA is only read."""
-    from upcall.workflows.fit import check_data, check_same_data
-    from upcall.workflows.pipeline import DATA_STEPS, Layout, Steps, make_dataset
+    from upcall.workflows.fit import check_data
+    from upcall.workflows.pipeline import DATA_STEPS, Layout, Steps, check_same_data, make_dataset
     from upcall.workflows.recipe import DEFAULT_RECIPE
 
     check_data(data)
     layout = Layout.under(out, data=data)
-    check_same_data(layout, out)
+    check_same_data(layout, clips=False)
     # fit's data settings (mode, split, size), so a search and a fit of DATA train on one dataset
     make_dataset(layout, DEFAULT_RECIPE.with_solver(seed=seed), steps=Steps("search", DATA_STEPS))
 
@@ -238,9 +241,10 @@ def run(args: argparse.Namespace) -> int:
         settings.check_same(before, where)
     settings.write(out)
     options = options_from_args(args)
-    if args.workers > 1 and options.threads is None:  # K workers share the cores
-        options = dataclasses.replace(options, threads=max(1, _cores() // args.workers))
-    workers = [Worker(i, settings, args.storage, out, options) for i in range(args.workers)]
+    count = cap_workers(args.workers, settings.trials)  # no more than the trials, nor the cores
+    if count > 1 and options.threads is None:  # K workers share the cores
+        options = dataclasses.replace(options, threads=max(1, _cores() // count))
+    workers = [Worker(i, settings, args.storage, out, options) for i in range(count)]
     study = load_study(workers[0], create=True)  # here, so K workers do not race to create it
     if not study.trials and any((out / "trials").glob("[0-9]*")):
         raise UpcallError(
@@ -273,10 +277,13 @@ def _work_here(worker: Worker) -> None:
         ) from e
 
 
-def _worker_main(worker: Worker) -> None:
-    """A spawned worker: its own session, so a terminal's Ctrl-C reaches it once, through the
-    parent (a second SIGINT would abort training without a snapshot)."""
+def _worker_main(worker: Worker, parent: int) -> None:
+    """A spawned worker: it dies with its parent; its own session, so a terminal's Ctrl-C (or
+    ``timeout``'s SIGTERM to the group) reaches it once, through the parent, as SIGINT (a second
+    SIGINT would abort training without a snapshot)."""
+    start_worker(parent)
     os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent's SIGINT stops it
     try:
         _work_here(worker)
     except Interrupted as e:
@@ -290,9 +297,10 @@ def _worker_main(worker: Worker) -> None:
 def _work_in_processes(workers: list[Worker]) -> None:
     """Run each worker in a spawned process; Ctrl-C here is passed on to each, once."""
     context = multiprocessing.get_context("spawn")  # no forked torch or sqlite state
-    processes = [context.Process(target=_worker_main, args=(w,)) for w in workers]
-    for p in processes:
-        p.start()
+    processes = [context.Process(target=_worker_main, args=(w, os.getpid())) for w in workers]
+    with starting_workers():
+        for p in processes:
+            p.start()
     interrupted = False
     try:
         for p in processes:

@@ -39,6 +39,9 @@ FAILURES_IN_A_ROW = 3  # a worker whose trials keep failing stops: something is 
 PRUNE_STARTUP_TRIALS = 3  # trials finished before any is pruned
 PRUNE_WARMUP_EPOCHS = 2  # a trial is never pruned at its first epoch
 STORAGE_ATTEMPTS = 3
+# a trial's user attribute: the trials finished when it was proposed, which seeds the sampler
+# and the trial's job, so a resumed study repeats what an unbroken one would have done
+PROPOSAL = "proposal"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class SearchSettings(JsonFile):
     study: str  # the Optuna study name
     storage: str | None  # an RDB URL without its password; None: DIR/study.journal
     trials: int  # finished trials (complete or pruned) the study runs to
-    seed: int  # the sampler's seed (worker i: seed + i) and each trial's Caffe seed base
+    seed: int  # seeds the sampler (with the worker and trials done) and each trial's Caffe seed
     networks: tuple[str, ...]
     lr_range: tuple[float, float]
     batch_sizes: tuple[int, ...]
@@ -137,8 +140,25 @@ def safe_url(url: str | None) -> str | None:
         return url
 
 
+def sampler_for(settings: SearchSettings, worker: int, done: int) -> optuna.samplers.BaseSampler:
+    """The TPE sampler that proposes a worker's next trial, seeded from (``--seed``, worker,
+    trials finished so far).
+
+    A sampler seeded once per process would restart its random stream on every rerun: a study
+    resumed after two trials proposed trial 0's settings again as trial 2. Seeded per proposal
+    from what the study holds, a resumed study proposes what an unbroken one would have (a trial
+    marked failed by Ctrl-C is proposed again, since failed trials are not counted).
+    """
+    import numpy as np
+    import optuna
+
+    seed = int(np.random.SeedSequence([settings.seed, worker, done]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed)
+
+
 def load_study(worker: Worker, *, create: bool = False) -> optuna.Study:
-    """The study, with this worker's seeded TPE sampler and the median pruner."""
+    """The study, with this worker's seeded TPE sampler (reseeded before each trial by
+    :func:`work`) and the median pruner."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial gets our own line
@@ -152,7 +172,7 @@ def load_study(worker: Worker, *, create: bool = False) -> optuna.Study:
     )
     kwargs: dict[str, Any] = dict(
         storage=open_storage(worker.storage_url, worker.out),
-        sampler=optuna.samplers.TPESampler(seed=s.seed + worker.index),
+        sampler=sampler_for(s, worker.index, 0),
         pruner=pruner,
         study_name=s.study,
     )
@@ -214,7 +234,10 @@ def work(worker: Worker) -> None:
         fail_abandoned(study, worker.out)
         if len(counted(study)) >= worker.settings.trials:
             return
+        done = finished(study)
+        study.sampler = sampler_for(worker.settings, worker.index, done)
         trial = study.ask()
+        trial.set_user_attr(PROPOSAL, done)
         # another worker may have asked in between: only the first N counted trials run
         ahead = [t for t in counted(study) if t.number < trial.number]
         if len(ahead) >= worker.settings.trials:
@@ -286,7 +309,7 @@ def run_trial(trial: optuna.Trial, worker: Worker, engine) -> float:
         values,
         dataset,
         name=name,
-        seed=s.seed + trial.number,
+        seed=s.seed + trial.user_attrs.get(PROPOSAL, trial.number),
         gpu=worker.engine_options.gpu is not None,
     )
     folder = write_job(job, worker.out / TRIALS)
@@ -317,6 +340,16 @@ def pruning_reporter(trial: optuna.Trial):
     return on_record
 
 
+def searched_params(study: optuna.Study) -> list[str]:
+    """The parameters the study varies: a choice of one (one network, one batch size) is fixed,
+    not searched, so it is left out of the importances, where it would rank last at 0."""
+    seen = {}
+    for t in study.get_trials(deepcopy=False, states=(_state("COMPLETE"),)):
+        for name, dist in t.distributions.items():
+            seen.setdefault(name, dist)
+    return [name for name, dist in seen.items() if not dist.single()]
+
+
 def write_figures(study: optuna.Study, out: Path, *, seed: int) -> list[Path]:
     """DIR/figures/optimization_history.png and param_importances.png (once two trials are
     complete); written atomically, so a report may read them while workers run."""
@@ -330,12 +363,22 @@ def write_figures(study: optuna.Study, out: Path, *, seed: int) -> list[Path]:
     if not complete:
         return []
     written = []
-    figures = {"optimization_history": lambda: views.plot_optimization_history(study)}
-    if len(complete) >= 2:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-        figures["param_importances"] = lambda: views.plot_param_importances(
-            study, evaluator=evaluator
-        )
+    target = "validation AUC"  # what the study maximises (Optuna would say "Objective Value")
+    figures = {
+        "optimization_history": lambda: views.plot_optimization_history(study, target_name=target)
+    }
+    searched = searched_params(study)
+    if len(complete) >= 2 and searched:
+
+        def importances():
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+            ax = views.plot_param_importances(
+                study, evaluator=evaluator, params=searched, target_name=target
+            )
+            ax.set_xlabel(f"importance for the {target} (fANOVA)")
+            return ax
+
+        figures["param_importances"] = importances
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for name, plot in figures.items():

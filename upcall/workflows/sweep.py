@@ -2,9 +2,10 @@
 
 ``upcall sweep --dataset DS --networks alexnet,googlenet --lr 0.001,0.005,0.01,0.05 --out JOBS``
 (also ``python scripts/run_sweep.py ...``) is ``upcall nets`` + ``upcall train`` per job +
-``upcall report``. It is safe to interrupt and rerun the same command: trained jobs are skipped,
-interrupted ones resume from their last complete snapshot, ones without one start over, and a
-job that fails is reported while the others go on.
+``upcall report`` (JOBS/report.html and the table, as ``upcall report JOBS`` writes them). It is
+safe to interrupt and rerun the same command: trained jobs are skipped, interrupted ones resume
+from their last complete snapshot, ones without one start over, and a job that fails is
+reported while the others go on.
 """
 
 from __future__ import annotations
@@ -100,7 +101,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs", type=int, default=5, help="training epochs (default 5, the tutorial's)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="Caffe random_seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Caffe random_seed (default 0, so the jobs of a sweep differ only in what is swept)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for the job folders")
     add_engine_arguments(parser)
 
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             report.fail(folder, str(e))
     trained = [f for f in folders if engine.status(f) is JobStatus.DONE]
     if trained:
-        make_report(trained, out=out)
+        make_report(trained, out=out, html=True)
+        print(f"report: {out / 'report.html'}")
     report.finish()
     return 0

@@ -3,10 +3,12 @@
 ``caffe train --solver=... `` runs with cwd = the job directory; its log is kept whole in
 caffe_output.log and parsed as it comes (:mod:`upcall.engines.caffe.log`) into events for the
 shared run loop (:mod:`upcall.engines.loop`), which writes the job directory. Caffe's log gives a
-test's mean loss and accuracy only, so the loop has the validation records (AUC, recall) scored
-by pycaffe with the weights of that iteration (:meth:`_Run.score`): Caffe's snapshot N (a test
-at N uses exactly the weights snapshot N holds) and, for the test at iteration 0, the initial
-weights, made with the solver's seed and handed to Caffe with ``--weights``.
+test's mean loss and accuracy only, over ``test_iter`` batches that wrap around the validation
+set, so the loop keeps those apart (``caffe_logged``) and has the validation records scored by
+pycaffe, each validation clip once, with the weights of that iteration (:meth:`_Run.score`):
+Caffe's snapshot N (a test at N uses exactly the weights snapshot N holds) and, for the test at
+iteration 0, the initial weights, made with the solver's seed and handed to Caffe with
+``--weights``.
 """
 
 from __future__ import annotations
@@ -228,8 +230,9 @@ class _Run:
                 proc.wait()
 
     def score(self, weights: dict[int, Path]) -> dict[int, Scored]:
-        """Caffe's TestAll in pycaffe with each iteration's weights, keeping every sample's
-        softmax scores."""
+        """The TEST net in pycaffe with each iteration's weights, from the first validation
+        record, over enough batches to cover each once (:class:`ValPass`), keeping every
+        sample's softmax scores."""
         if self.head is None:
             return {}
         spec = self.spec
@@ -238,29 +241,24 @@ class _Run:
             scored = {}
             for it in weights:
                 npz = np.load(Path(tmp) / f"{it}.npz")
-                scored[it] = Scored(
-                    val_loss=float(npz["loss"].mean()),
-                    scores=npz["scores"],
-                    labels=npz["labels"].astype(np.int64),
-                )
+                scored[it] = Scored(scores=npz["scores"], labels=npz["labels"].astype(np.int64))
             return scored
 
     def _score_script(self, weights: dict[int, Path], out: Path) -> str:
         params = {
             "net": str(self.spec.job / self.spec.solver.net),
             "models": {str(it): str(p) for it, p in weights.items()},
-            "test_iter": int(self.spec.solver.test_iter[0]),
+            "batches": self.spec.val_pass.batches,
             "scores": self.head.bottom[0],
             "labels": self.head.bottom[1],
-            "loss": self.head.top[0],
             "gpu": caffe.pycaffe_gpu(self.options.gpu),
             "out": str(out),
         }
         return _SCORE_SCRIPT.replace("PARAMS", repr(json.dumps(params)))
 
 
-# pycaffe: Caffe's TestAll (test_iter batches of the TEST net) for each model, keeping every
-# sample's softmax scores and label, and each batch's loss.
+# pycaffe: the TEST net's batches for each model (a new net reads from the first record),
+# keeping every sample's softmax scores and label.
 _SCORE_SCRIPT = """
 import json, caffe, numpy as np
 p = json.loads(PARAMS)
@@ -269,17 +267,16 @@ if p["gpu"] is not None:
     caffe.set_device(p["gpu"])
 for it, model in p["models"].items():
     net = caffe.Net(p["net"], caffe.TEST, weights=model)
-    scores, labels, losses = [], [], []
-    for _ in range(p["test_iter"]):
+    scores, labels = [], []
+    for _ in range(p["batches"]):
         net.forward()
         z = net.blobs[p["scores"]].data
         z = z.reshape(len(z), -1)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         scores.append(z / z.sum(axis=1, keepdims=True))
         labels.append(net.blobs[p["labels"]].data.ravel().copy())
-        losses.append(float(net.blobs[p["loss"]].data))
     np.savez(p["out"] + "/" + it + ".npz", scores=np.concatenate(scores),
-             labels=np.concatenate(labels), loss=np.array(losses))
+             labels=np.concatenate(labels))
 print(json.dumps(sorted(p["models"])))
 """
 

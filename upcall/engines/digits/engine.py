@@ -7,8 +7,9 @@ is read with the caffe engine's log rules into the shared run loop's events; whe
 snapshots (``.caffemodel`` + ``.solverstate``, so they count as sets) come through ``/files``,
 DIGITS's prototxts, labels and mean from ``download.tar.gz`` into ``JOB/digits/``, and the
 outputs' last/min/max from ``table_data.json`` into ``JOB/digits.json``. DIGITS's log gives a
-test's loss and accuracy only: a test with a fetched snapshot is scored here for AUC and recall
-(:meth:`_Remote.score`); the iteration-0 test keeps loss and accuracy.
+test's loss and accuracy only, over Caffe's pass that wraps around the validation set: they are
+kept apart (``caffe_logged``), and a test with a fetched snapshot is scored here, each
+validation clip once (:meth:`_Remote.score`); the iteration-0 test has DIGITS's figures only.
 
 JOB/digits.json is written before each create request (:mod:`.record`), so a run that died, or a
 sweep resumed, attaches to the job it made instead of submitting it again.
@@ -22,8 +23,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from upcall.data.dataset import fingerprint
 from upcall.data.datum import open_db
 from upcall.digits.client import ACTIVE, FINISHED, DigitsClient, DigitsError
@@ -33,15 +32,13 @@ from upcall.engines.caffe.engine import CAFFE_LOG
 from upcall.engines.caffe.log import LogState
 from upcall.engines.digits.options import Options
 from upcall.engines.digits.record import DigitsRecord
-from upcall.engines.jobspec import JobSpec, classifier_head, job_dir, load_job
+from upcall.engines.jobspec import JobSpec, job_dir, load_job
 from upcall.engines.jobstate import clear_results, start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.engines.snapshots import write_set
 from upcall.errors import UpcallError
 from upcall.lock import folder_lock
 from upcall.model.jobconfig import JobConfig
-from upcall.model.netstate import filter_net
-from upcall.proto import caffe_pb2
 from upcall.results.records import Summary
 
 DIGITS_FILES = "digits"  # JOB/digits/: what download.tar.gz holds (DIGITS's own prototxts)
@@ -178,10 +175,6 @@ class _Remote:
         self.state = LogState()
         self.stopped = False
         self.stop_asked = False
-        tests = filter_net(spec.net, phase=caffe_pb2.TEST).layer
-        head = classifier_head(spec.net)
-        self.loss_name = head.top[0] if head is not None else "loss"
-        self.accuracy_name = next((x.top[0] for x in tests if x.type == "Accuracy"), "accuracy")
 
     def run(self, start: int) -> Iterator[Event]:
         model_id, url = self.record.model_id, self.client.url
@@ -208,12 +201,7 @@ class _Remote:
             )
         yield from self._snapshots()
         for it, outputs in sorted(self.state.tests.items()):
-            yield Tested(
-                iter=it,
-                val_loss=outputs.get(self.loss_name),
-                val_accuracy=outputs.get(self.accuracy_name),
-                outputs=outputs,
-            )
+            yield Tested(iter=it, outputs=outputs)
 
     def _log(self) -> str:
         try:
@@ -253,9 +241,9 @@ class _Remote:
         return None
 
     def score(self, weights: dict[int, Path]) -> dict[int, Scored]:
-        """Per-sample scores (for AUC and recall) of the fetched snapshots on the job's own
-        validation LMDB, with the job's deploy net on this machine's CPU; the loss stays the
-        one DIGITS reported. {} when that cannot run here (the records keep loss and accuracy)."""
+        """Per-sample scores of the fetched snapshots on the job's own validation LMDB, each
+        record once, with the job's deploy net on this machine's CPU. {} when that cannot run
+        here (the records keep only what DIGITS logged)."""
         if self.spec.test_data is None:
             return {}
         from upcall.data.datum import load_db
@@ -263,13 +251,13 @@ class _Remote:
 
         try:
             images, labels = load_db(self.spec.test_data.source)
-            scored = {}
-            for it in weights:
-                p = load_predictor(self.spec.job, snapshot=it).probabilities(images)
-                own = -np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean()
-                loss = self.state.tests.get(it, {}).get(self.loss_name, float(own))
-                scored[it] = Scored(val_loss=loss, scores=p, labels=labels)
-            return scored
+            return {
+                it: Scored(
+                    scores=load_predictor(self.spec.job, snapshot=it).probabilities(images),
+                    labels=labels,
+                )
+                for it in weights
+            }
         except (UpcallError, ModuleNotFoundError):
             return {}
 

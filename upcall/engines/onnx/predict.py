@@ -17,7 +17,8 @@ from upcall.errors import UpcallError
 from upcall.proto import caffe_pb2
 
 
-def _session(path: Path, gpu: int | None, threads: int | None = None):
+def _session(path: Path, gpu: int | None, threads: int | None = None, model: bytes | None = None):
+    """An InferenceSession of the model file ``path`` (or of ``model``, a graph cut from it)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -34,9 +35,15 @@ def _session(path: Path, gpu: int | None, threads: int | None = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1  # one graph at a time: a second pool only contends
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        source = str(path) if model is None else model
+        return ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for a bad file
         raise UpcallError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+
+
+def _session_from_bytes(model: bytes, path: Path, threads: int | None):
+    """A CPU session of a graph cut from the model at ``path`` (the fully convolutional pass)."""
+    return _session(path, None, threads, model=model)
 
 
 def read_info(session, path: Path) -> DeployInfo:
@@ -95,6 +102,15 @@ class OnnxPredictor(Predictor):
             )
         self.session = session if session is not None else _session(deploy.weights, gpu, threads)
         self.info = info if info is not None else read_info(self.session, deploy.weights)
+
+    def sliding(self):
+        """The fully convolutional pass of the exported graph (:mod:`upcall.engines.onnx.fcn`),
+        the one the torch backend runs on the job folder, or why there is none."""
+        if self.gpu is not None:
+            return "the onnx backend's fully convolutional pass runs on the CPU only"
+        from upcall.engines.onnx.fcn import OnnxSliding
+
+        return OnnxSliding.build(self)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         d = self.deploy

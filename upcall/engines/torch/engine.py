@@ -259,10 +259,13 @@ class _Run:
 
     @torch.no_grad()
     def test(self) -> Tested:
-        """Caffe's TestAll: ``test_iter`` batches; the cursor carries over between tests."""
+        """Caffe's TestAll, but over each validation record once (:class:`ValPass`): from the
+        first record, enough batches to cover them (the last one wraps; the loop drops the
+        repeats), instead of ``test_iter`` batches from wherever the last test left the cursor."""
         tops = self.spec.test_data.tops
-        scores, labels, losses = [], [], []
-        for _ in range(self.spec.solver.test_iter[0]):
+        scores, labels = [], []
+        self.test_feed.cursor = 0
+        for _ in range(self.spec.val_pass.batches):
             data, label = self.test_feed.next_batch()
             # float32 even on a GPU (no autocast): see the module docstring
             data = data.contiguous(memory_format=self.memory_format)
@@ -270,10 +273,8 @@ class _Run:
             logits = blobs[self.head[0]].float()
             scores.append(torch.softmax(logits.flatten(1), dim=1).cpu())
             labels.append(label.cpu())
-            losses.append(float(blobs[self.head[1]].float().sum()))
         return Tested(
             iter=self.iter,
-            val_loss=float(np.mean(losses)),
             scores=torch.cat(scores).double().numpy(),
             labels=torch.cat(labels).numpy(),
         )

@@ -1,0 +1,90 @@
+"""What made each detection table, so a rerun redoes exactly what changed.
+
+    DIR/<rel>.made.json     :class:`Made`, written after the table (and scores) it describes
+
+A recording's table is kept on a rerun only when its record names the same settings digest
+(detect.json's settings, the model's snapshot hash included) and the same recording: size,
+modification time and a hash of its first and last :data:`EDGE` bytes. Hashing whole archives
+would double the I/O of a run that reads each file once; a replaced recording changes its size,
+its time or (for an in-place edit of the same length) its header or end. A table without its
+record, or with a record of other inputs, is made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from upcall.errors import UpcallError
+from upcall.jsonfile import JsonFile
+
+EDGE = 1 << 20  # bytes hashed at each end of a recording (1 MiB: the header and 4 min at 2 kHz)
+
+
+@dataclass(frozen=True)
+class RecordingStamp:
+    """A recording as it was read: enough to notice it was replaced, without reading it all."""
+
+    size: int
+    mtime_ns: int
+    edges_sha256: str  # SHA-256 of the first and last EDGE bytes
+
+
+@dataclass(frozen=True)
+class Made(JsonFile):
+    """DIR/<rel>.made.json: what the table beside it was made from."""
+
+    FILE = "made.json"
+    settings_sha256: str  # digest of the run's DetectSettings (model snapshot hash included)
+    recording: RecordingStamp
+    scores: bool  # <rel>.scores.csv was written too
+
+
+def stamp(path: Path) -> RecordingStamp:
+    """The :class:`RecordingStamp` of ``path``; UpcallError when it cannot be read."""
+    try:
+        st = path.stat()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            h.update(f.read(EDGE))
+            if st.st_size > EDGE:
+                f.seek(max(EDGE, st.st_size - EDGE))
+                h.update(f.read(EDGE))
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
+    return RecordingStamp(st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a whole (model) file, read in 1-MiB pieces."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while piece := f.read(1 << 20):
+                h.update(piece)
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def settings_digest(settings: JsonFile) -> str:
+    return hashlib.sha256(json.dumps(settings.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def record_path(out: Path, rel: Path) -> Path:
+    return out / f"{rel}.made.json"
+
+
+def is_done(out: Path, rel: Path, made: Made, table: Path, scores_csv: Path | None) -> bool:
+    """Whether ``table`` (and ``scores_csv``, when asked for) were made from ``made``'s inputs."""
+    try:
+        old = Made.read(record_path(out, rel))
+    except UpcallError:  # a damaged record: make the table again
+        return False
+    if old is None or not table.is_file():
+        return False
+    if (old.settings_sha256, old.recording) != (made.settings_sha256, made.recording):
+        return False
+    return scores_csv is None or (old.scores and scores_csv.is_file())
