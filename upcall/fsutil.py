@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -255,3 +256,13 @@ def read_json(path: str | os.PathLike) -> dict | None:
     if not isinstance(value, dict):
         raise UpcallError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1-MiB pieces (a model or list may be large);
+    an OSError is the caller's to report."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()

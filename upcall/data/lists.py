@@ -9,7 +9,6 @@ validation figures always describe the data as it comes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from upcall.data.resize import py2_round
 from upcall.data.stamps import LOCK_FILE, clips_digest, register_lists, spectrogram_roots
 from upcall.data.traincsv import Clip, labels_digest, read_train_csv
 from upcall.errors import BatchFailed, UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_text, sha256_file
 from upcall.jsonfile import JsonFile
 from upcall.lock import folder_lock
 from upcall.plotting import pyplot, save_png
@@ -100,7 +99,7 @@ class ListsManifest(JsonFile):
 def file_digest(path: Path) -> str | None:
     """SHA-256 of a file's bytes; None when it cannot be read."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upcall.errors import UpcallError
+from upcall.fsutil import sha256_file
 from upcall.jsonfile import JsonFile
 
 EDGE = 1 << 20  # bytes hashed at each end of a recording (1 MiB: the header and 4 min at 2 kHz)
@@ -58,15 +59,11 @@ def stamp(path: Path) -> RecordingStamp:
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a whole (model) file, read in 1-MiB pieces."""
-    h = hashlib.sha256()
+    """SHA-256 of a whole (model) file."""
     try:
-        with open(path, "rb") as f:
-            while piece := f.read(1 << 20):
-                h.update(piece)
+        return sha256_file(path)
     except OSError as e:
         raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
-    return h.hexdigest()
 
 
 def settings_digest(settings: JsonFile) -> str:
