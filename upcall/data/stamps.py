@@ -117,12 +117,18 @@ class ClipIndex:
         self.updated = {}
 
 
-def registered_lists(root: Path) -> list[Path]:
+def _read_paths(file: Path, unreadable: tuple[type[Exception], ...]) -> list[Path]:
+    """The folders listed in one of our registry files, one a line, first mention kept;
+    none when reading it raises one of ``unreadable``."""
     try:
-        text = (root / LISTS_FILE).read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
+        text = file.read_text(encoding="utf-8")
+    except unreadable:
         return []
     return [Path(line) for line in dict.fromkeys(text.splitlines()) if line.strip()]
+
+
+def registered_lists(root: Path) -> list[Path]:
+    return _read_paths(root / LISTS_FILE, (FileNotFoundError, UnicodeDecodeError))
 
 
 def register_lists(root: Path, lists_dir: Path) -> None:
@@ -153,11 +159,7 @@ def clips_digest(root: Path, rels: Sequence[str]) -> str | None:
 
 def spectrogram_roots(data_dir: Path) -> list[Path]:
     """The ROOTs recorded in DATA by ``upcall spectrograms DATA --out ROOT`` (oldest first)."""
-    try:
-        text = (data_dir / ROOTS_FILE).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    return [Path(line) for line in dict.fromkeys(text.splitlines()) if line.strip()]
+    return _read_paths(data_dir / ROOTS_FILE, (OSError, UnicodeDecodeError))
 
 
 def register_root(data_dir: Path, root: Path) -> bool:
