@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/upcall demo runs/demo
+	$(BIN)/upcall demo --out runs/demo
 
 caffe:
 	bash scripts/install-caffe.sh --with-host-packages $(CAFFE_ROOT)
@@ -34,8 +34,11 @@ chromium:
 postgresql:
 	bash scripts/install-postgresql.sh
 
+# lint-imports: the contracts in .importlinter (the stage order, no import cycles, where torch
+# may be imported)
 lint: venv
 	$(BIN)/ruff check upcall tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m upcall.proto.regenerate --check
 
 # UPCALL_REQUIRE_CAFFE=1: the real-Caffe tests fail instead of skipping when Caffe is absent;

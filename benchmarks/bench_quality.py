@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from _run import upcall  # benchmarks/_run.py: scripts here run from this folder
 
-from upcall.results.metrics import auc
+from upcall.metrics import auc
 from upcall.workflows.recipe import DEFAULT_RECIPE
 
 BEFORE = {  # the demo's recipe before issue 11
@@ -144,7 +144,7 @@ def offline_row(keys: dict, data: Path, work: Path, seed: int, copies: int) -> t
 
 def mult_adds(job: Path) -> float:
     """Mult-adds per clip of the job's deploy net (millions)."""
-    from upcall.model.shapes import cost, infer_shapes
+    from upcall.network.shapes import cost, infer_shapes
     from upcall.proto import caffe_pb2, read_text
 
     net = read_text(job / "deploy.prototxt", caffe_pb2.NetParameter())

@@ -31,7 +31,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from upcall.audio.synth import SynthSettings, synthesize
-from upcall.data.render import find_clips, make, png_path
+from upcall.data.pngroot import find_clips, png_path
+from upcall.data.render import make
 from upcall.data.spectrogram import HEIGHT, WIDTH, write_png
 from upcall.parallel import default_workers, map_chunks
 

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from upcall.data.datum import array_to_datum, write_mean
 from upcall.engines import get_engine
-from upcall.model.datasetinfo import load_dataset
-from upcall.model.nets import make_job, write_job
-from upcall.model.solver import SolverSettings
+from upcall.job.datasetinfo import load_dataset
+from upcall.job.nets import make_job, write_job
+from upcall.job.records import read_summary
+from upcall.job.solver import SolverSettings
 from upcall.proto import caffe_pb2, read_text, to_text
-from upcall.results.records import read_summary
 
 SIZES = {"whalenet": (129, 30), "alexnet": (256, 256)}
 

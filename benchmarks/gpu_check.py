@@ -35,8 +35,8 @@ import numpy as np
 from _run import upcall  # benchmarks/_run.py: scripts here run from this folder
 from bench_train import random_dataset, timing_job
 
+from upcall.job.records import read_summary
 from upcall.proto import caffe_pb2, read_text, to_text
-from upcall.results.records import read_summary
 
 SKIP = 77  # the exit status of a check run that could not start (no GPU): "skipped"
 
@@ -182,14 +182,14 @@ def check_bf16(s: Setup, job: Path) -> list[Row]:
     import torch
 
     from upcall.data.datum import load_db
-    from upcall.engines.predict import load_predictor
-    from upcall.results.metrics import evaluate
+    from upcall.inference import load_model
+    from upcall.metrics import evaluate
 
     trained = job.with_name("train-gpu")
     spec_db = trained.parent.parent / "dataset" / "val_db"
     images, labels = load_db(spec_db)
-    cpu = load_predictor(trained)
-    dev = load_predictor(trained, gpu=s.gpu)
+    cpu = load_model(trained).predictor
+    dev = load_model(trained, gpu=s.gpu).predictor
     x = cpu.deploy.preprocess.apply(images)
     p32 = cpu.predict(x)
     device = "cpu" if s.gpu is None else "cuda"
@@ -236,14 +236,14 @@ def check_throughput(s: Setup) -> list[Row]:
 def check_detect(s: Setup, job: Path) -> list[Row]:
     """Windows/s of the detector's scorer (spectrogram + network) → × real time at 0.5-s steps."""
     from upcall.detect.score import Scorer
-    from upcall.engines.predict import load_predictor
+    from upcall.inference import load_model
 
     trained = job.with_name("train-gpu")
     samples = np.random.default_rng(0).normal(0, 1000, (s.windows, 4000))
     speeds = []
     for gpu in (s.gpu, None):
         scorer = Scorer(trained)
-        scorer.predictor = load_predictor(trained, gpu=gpu)
+        scorer.model = load_model(trained, gpu=gpu)
         scorer.score(0, samples[:64])  # warm-up: allocations, kernel choice
         start = time.perf_counter()
         scorer.score(0, samples)

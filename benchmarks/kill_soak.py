@@ -1,4 +1,4 @@
-"""Run the kill tests (tests/test_faults_kill.py) many times under CPU load; report failures.
+"""Run the kill tests (tests/faults/test_kill.py) many times under CPU load; report failures.
 
 A one-off check, not part of CI: an interrupt's outcome must be the same at every moment, and a
 loaded machine is where rare moments (a signal during an import, a pool starting, the last
@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
 
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-rf"]
-    command += ["tests/test_faults_kill.py"] + (["-k", args.select] if args.select else [])
+    command += ["tests/faults/test_kill.py"] + (["-k", args.select] if args.select else [])
     env = {**os.environ, "UPCALL_KILL_REPEAT": str(args.runs), "UPCALL_KILL_SEED": str(args.seed)}
     burners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's PostgreSQL server binaries for the shared-study test of `upcall search`
-# (tests/test_search.py starts its own throwaway server from them). Idempotent: apt-get runs only
+# (tests/workflows/test_search.py starts its own throwaway server from them). Idempotent: apt-get runs only
 # when pg_ctl is missing. The packaged cluster Debian creates is not needed by the tests.
 #
 #   bash scripts/install-postgresql.sh

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from upcall.model.nets import write_tutorial
+from upcall.job.nets import write_tutorial
 
 if __name__ == "__main__":
     out = (

@@ -36,8 +36,7 @@ def caffe():
 def tiny_job(tmp_path_factory):
     """test_train's tiny network trained for 6 iterations on the torch engine; shared by the
     export and detection tests, which only read it."""
-    from test_train import make_job
-
+    from tests.engines.test_train import make_job
     from upcall.engines import get_engine
 
     job = make_job(tmp_path_factory.mktemp("tiny-job"), max_iter=6)

@@ -95,9 +95,9 @@ def test_serve_help_shows_its_defaults():
 def test_commands_that_train_give_their_defaults_and_why_they_differ():
     nets, sweep, fit = _help("nets"), _help("sweep"), _help("fit")
     assert "(default 30: DIGITS's form default" in nets, nets
-    assert "Caffe random_seed (default: one drawn at random, written into" in nets, nets
-    assert "training epochs (default 5, the tutorial's)" in sweep, sweep
-    assert "(default 0, so the jobs of a sweep differ only in what is swept)" in sweep, sweep
+    assert "Caffe random_seed, written into solver.prototxt and config.json" in nets, nets
+    assert "(default 5: the tutorial's sweep, 5 epochs a rate" in sweep, sweep
+    assert "so the jobs of a sweep differ only in what is swept" in sweep, sweep
     assert "poly policy over 15 epochs (`upcall nets` keeps DIGITS's 30), seed 0" in fit, fit
 
 

@@ -144,7 +144,7 @@ def test_export_never_replaces_the_job_or_notes(tiny_job, notes, tmp_path, capsy
 
 
 def test_restart_removes_only_this_jobs_snapshots_from_a_shared_folder(tmp_path):
-    from test_train import make_job
+    from tests.engines.test_train import make_job
 
     job = make_job(tmp_path, max_iter=2)
     shared = job / "snaps"  # a folder several solvers may name in their snapshot_prefix

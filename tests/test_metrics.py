@@ -1,4 +1,4 @@
-"""Tests for upcall.results.metrics: rank AUC against sklearn, Caffe's tie rule, recall."""
+"""Tests for upcall.metrics: rank AUC against sklearn, Caffe's tie rule, recall."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from upcall.results.metrics import auc, caffe_correct, cross_entropy, evaluate
+from upcall.metrics import auc, caffe_correct, cross_entropy, evaluate
 
 NAMES = ["not-whale", "whale"]
 

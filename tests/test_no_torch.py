@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from test_layering import block_torch
+from tests.test_layering import block_torch
 
 
 def test_caffe_chain_runs_without_torch(tmp_path, caffe):

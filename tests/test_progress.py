@@ -13,7 +13,7 @@ import sys
 import termios
 from pathlib import Path
 
-from test_train import make_job
+from tests.engines.test_train import make_job
 
 ROOT = Path(__file__).resolve().parents[1]
 

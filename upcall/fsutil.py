@@ -25,7 +25,7 @@ def temp_sibling(final: Path) -> Path:
 
 # What temp_sibling and atomic_dir's set-aside old version are called: (name, pid, rest)
 _LEFTOVER = re.compile(r"\.(.+)\.(\d+)\.(tmp.*|old)")
-_swept: set[Path] = set()  # folders this process (or its parent, before forking) has swept
+_swept: set[Path] = set()  # folders this process has swept (each worker sweeps for itself)
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,6 +7,12 @@ in the module of the stage that writes it. Writers call :meth:`JsonFile.write`; 
 and string keys. A file carries ``"format": N``; a file without one is format 1 (written before
 versions existed); a newer or unknown format is a one-line error naming the file.
 
+Every field is read as its annotation says (msgspec checks it; the annotations are the contract):
+a wrong type is a one-line error naming the file, the field's path and what was expected
+(``JOB/metrics.jsonl:3: iter: expected int, got str``). Nothing is coerced but what JSON cannot
+tell apart: a whole number is a valid float (``"lr": 1``), a list a tuple, a string a ``Path``;
+``true`` is no number and ``"1"`` or ``1.0`` no int.
+
 Fields whose type is itself a :class:`JsonFile` (or ``X | None``) are read recursively, so
 dataset.json's copy of spectrograms.json is a ``SpectrogramSettings`` again; a plain dataclass
 field is a nested object without a format of its own. A field declared with
@@ -17,12 +23,15 @@ keys, a dict collects every key no other field names (e.g. a spectrogram mode's 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import types
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, ClassVar, Self
+
+import msgspec
 
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text, read_json
@@ -45,17 +54,9 @@ class JsonFile:
 
     @classmethod
     def from_json(cls, value: object, *, source: str | os.PathLike = "") -> Self:
-        """The object in ``value`` (a dict read from ``source``, named in errors)."""
-        where = f"{source}: " if source else ""
-        if not isinstance(value, dict):
-            raise UpcallError(f"{where}expected a JSON object for {cls.__name__}")
-        fmt = value.get("format", 1)
-        if not isinstance(fmt, int) or fmt < 1 or fmt > cls.FORMAT:
-            raise FormatError(
-                f"{where}{cls.FILE or cls.__name__} format {fmt!r} is not one this upcall reads "
-                f"(1 to {cls.FORMAT}); it was written by a newer upcall"
-            )
-        return _build(cls, value, source)
+        """The object in ``value`` (a dict read from ``source``, named in errors), every field
+        checked against its annotation."""
+        return _read_file(cls, value, source, "")
 
     def write(self, folder_or_file: str | os.PathLike) -> Path:
         """Write atomically; a folder gets ``FILE`` inside it. Returns the file's path."""
@@ -97,54 +98,174 @@ def _fields_json(obj: object) -> dict[str, Any]:
     return out
 
 
-def _build(cls: type, value: dict, source: str | os.PathLike) -> Any:
-    """``cls(**fields)`` from the JSON object ``value``; errors name ``source``."""
-    where = f"{source}: " if source else ""
+def _where(source: str | os.PathLike, path: str) -> str:
+    """The start of an error: ``FILE: field.path: `` (either part may be empty)."""
+    return "".join(f"{part}: " for part in (str(source), path) if part)
+
+
+def _read_file(cls: Any, value: object, source: str | os.PathLike, path: str) -> Any:
+    """A :class:`JsonFile` at ``path`` (a field path, "" for the whole file) of ``source``."""
+    if not isinstance(value, dict):
+        raise UpcallError(f"{_where(source, path)}expected a JSON object for {cls.__name__}")
+    fmt = value.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1 or fmt > cls.FORMAT:
+        raise FormatError(
+            f"{_where(source, path)}{cls.FILE or cls.__name__} format {fmt!r} is not one this "
+            f"upcall reads (1 to {cls.FORMAT}); it was written by a newer upcall"
+        )
+    return _build(cls, value, source, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    name: str
+    hint: Any  # the resolved annotation
+    kind: Any  # its first option without type arguments: the class a nested object reads as
+    inline: bool
+    required: bool
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[_Field, ...], frozenset[str], bool]:
+    """``cls``'s fields with their resolved annotations, every top-level key they claim, and
+    whether msgspec may read the object whole (no inline field, no nested file at any depth)."""
     hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    claimed = {"format"}
-    for f in fields:
+    plan, claimed = [], {"format"}
+    for f in dataclasses.fields(cls):
         kind = _options(hints[f.name])[0]
-        inline = f.metadata.get("json") == "inline" and dataclasses.is_dataclass(kind)
-        claimed |= {g.name for g in dataclasses.fields(kind)} if inline else {f.name}
+        inline = f.metadata.get("json") == "inline"
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        plan.append(_Field(f.name, hints[f.name], kind, inline, required))
+        nested = inline and dataclasses.is_dataclass(kind)
+        claimed |= {g.name for g in dataclasses.fields(kind)} if nested else {f.name}
+    whole = not any(f.inline for f in plan) and all(_plain(f.hint) for f in plan)
+    return tuple(plan), frozenset(claimed), whole
+
+
+def _plain(hint: object) -> bool:
+    """Whether ``hint`` holds no :class:`JsonFile` and no dataclass with an inline field."""
+    if isinstance(hint, type) and issubclass(hint, JsonFile):
+        return False
+    if dataclasses.is_dataclass(hint):
+        return _plan(hint)[2]  # type: ignore[arg-type]
+    return all(_plain(a) for a in typing.get_args(hint))
+
+
+def _build(cls: type, value: dict, source: str | os.PathLike, path: str) -> Any:
+    """``cls(**fields)`` from the JSON object ``value``; errors name ``source`` and ``path``."""
+    plan, claimed, whole = _plan(cls)
+    if whole:  # the fast way; on a wrong value, the field-by-field way below says where
+        try:
+            return msgspec.convert(value, cls, dec_hook=_path_hook)
+        except msgspec.ValidationError:
+            pass
     kwargs = {}
-    for f in fields:
-        if f.metadata.get("json") == "inline":
-            kind = _options(hints[f.name])[0]
-            if dataclasses.is_dataclass(kind):
-                mine = {g.name for g in dataclasses.fields(kind)}
-                if mine.isdisjoint(value) and _has_default(f):
-                    continue
-                kwargs[f.name] = _build(kind, {k: v for k, v in value.items() if k in mine}, source)
-            else:  # a dict of the keys no other field names
-                kwargs[f.name] = {k: v for k, v in value.items() if k not in claimed}
+    for f in plan:
+        if f.inline and dataclasses.is_dataclass(f.kind):
+            mine = {g.name for g in dataclasses.fields(f.kind)}
+            if mine.isdisjoint(value) and not f.required:
+                continue
+            mine_only = {k: v for k, v in value.items() if k in mine}
+            kwargs[f.name] = _build(f.kind, mine_only, source, path)
+        elif f.inline:  # a dict of the keys no other field names
+            kwargs[f.name] = {k: v for k, v in value.items() if k not in claimed}
         elif f.name in value:
-            kwargs[f.name] = _read_field(hints[f.name], value[f.name], source)
-        elif not _has_default(f):
-            raise UpcallError(f"{where}missing field {f.name!r}")
+            inner = f"{path}.{f.name}" if path else f.name
+            kwargs[f.name] = _read_field(f.hint, value[f.name], source, inner)
+        elif f.required:
+            raise UpcallError(f"{_where(source, path)}missing field {f.name!r}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise UpcallError(f"{where}{e}") from e
+        raise UpcallError(f"{_where(source, path)}{e}") from e
 
 
-def _has_default(f: dataclasses.Field) -> bool:
-    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+def _read_field(hint: object, value: object, source: str | os.PathLike, path: str) -> object:
+    """``value`` as ``hint`` says; a nested object is read field by field (its own errors)."""
+    if isinstance(value, dict):
+        for kind in _options(hint):
+            if isinstance(kind, type) and issubclass(kind, JsonFile):
+                return _read_file(kind, value, source, path)
+            if dataclasses.is_dataclass(kind):
+                return _build(kind, value, source, path)  # type: ignore[arg-type]
+    try:
+        return msgspec.convert(value, hint, dec_hook=_path_hook)
+    except msgspec.ValidationError:
+        inner, why = _explain(hint, value)
+        raise UpcallError(f"{_where(source, path + inner)}{why}") from None
 
 
-def _read_field(hint: object, value: object, source: str | os.PathLike) -> object:
-    for kind in _options(hint):
-        if isinstance(kind, type) and issubclass(kind, JsonFile) and isinstance(value, dict):
-            return kind.from_json(value, source=source)
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            return _build(kind, value, source)  # type: ignore[arg-type]
-        if kind is tuple and isinstance(value, list):
-            return tuple(value)
-    return value
+def _path_hook(kind: type, value: object) -> object:
+    """msgspec's hook for the types it does not know: a ``Path`` field is a string in JSON."""
+    if isinstance(kind, type) and issubclass(kind, PurePath):
+        if isinstance(value, str):
+            return kind(value)
+        raise TypeError(f"expected str (a path), got {type(value).__name__}")
+    raise TypeError(f"cannot read a {kind!r} from JSON")
+
+
+def _explain(hint: object, value: object) -> tuple[str, str]:
+    """(where inside ``value``, e.g. ``[2]`` or ``.whale``; why) ``value`` is not a ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if _is_union(hint) and value is not None:
+        shaped = [a for a in args if a is not type(None) and _same_shape(a, value)]
+        if len(shaped) == 1:
+            return _explain(shaped[0], value)
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            if not _fits(args[0], key):
+                return "", f"key {key!r}: {_message(args[0], key)}"
+            if not _fits(args[1], item):
+                inner, why = _explain(args[1], item)
+                return f".{key}{inner}", why
+    elif origin in (list, tuple) and isinstance(value, list | tuple) and args:
+        if origin is list or args[-1] is Ellipsis:
+            kinds = [args[0]] * len(value)
+        elif len(args) == len(value):
+            kinds = list(args)
+        else:
+            kinds = []
+        for i, (kind, item) in enumerate(zip(kinds, value, strict=False)):
+            if not _fits(kind, item):
+                inner, why = _explain(kind, item)
+                return f"[{i}]{inner}", why
+    return "", _message(hint, value)
+
+
+def _fits(hint: object, value: object) -> bool:
+    try:
+        msgspec.convert(value, hint, dec_hook=_path_hook)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _message(hint: object, value: object) -> str:
+    """msgspec's reason, as ``expected int, got str`` (its path is given by :func:`_explain`)."""
+    try:
+        msgspec.convert(value, hint, dec_hook=_path_hook)
+    except msgspec.ValidationError as e:
+        why = str(e).split(" - at `", 1)[0].replace("`", "")
+        return why[:1].lower() + why[1:]
+    return f"expected {hint}"
+
+
+def _same_shape(hint: object, value: object) -> bool:
+    """Whether ``hint`` is the option of a union that a JSON object or array ``value`` is for."""
+    kind = typing.get_origin(hint) or hint
+    if isinstance(value, dict):
+        return kind is dict or dataclasses.is_dataclass(kind)
+    if isinstance(value, list | tuple):
+        return kind in (list, tuple)
+    return False
+
+
+def _is_union(hint: object) -> bool:
+    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
 
 
 def _options(hint: object) -> tuple:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+    if _is_union(hint):
         return tuple(typing.get_origin(a) or a for a in typing.get_args(hint))
     return (typing.get_origin(hint) or hint,)
 
@@ -160,6 +281,6 @@ def plain(value: object) -> object:
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
+    if isinstance(value, PurePath):
         return str(value)
     return value

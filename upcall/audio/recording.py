@@ -264,14 +264,18 @@ class _Sink:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "out",
-        type=Path,
+    from upcall import cliargs
+
+    cliargs.add_out(
+        parser,
+        f"recording to write; its suffix chooses the format ({', '.join(FORMATS)}); "
+        "OUT.wav alone, the old spelling, still works",
         metavar="OUT.wav",
-        help=f"recording to write; its suffix chooses the format ({', '.join(FORMATS)})",
+        required=True,
+        positional=True,
     )
     parser.add_argument("--minutes", type=float, required=True, help="length in minutes")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cliargs.add_seed(parser, "seed of every event, ship and the noise (zero or positive)")
     parser.add_argument(
         "--difficulty",
         choices=list(sounds.DIFFICULTIES),

@@ -232,7 +232,12 @@ def synthesize(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, metavar="OUT", help="data directory to write")
+    from upcall import cliargs
+
+    cliargs.add_out(
+        parser, "data directory to write (OUT alone, the old spelling, still works)",
+        metavar="OUT", required=True, positional=True,
+    )  # fmt: skip
     parser.add_argument(
         "--n-train",
         type=int,
@@ -242,7 +247,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-test", type=int, default=0, help="clips in test/, labels in test_truth.csv (default 0)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cliargs.add_seed(parser, "seed of the labels and of every clip")
     parser.add_argument(
         "--positive-rate",
         type=float,
@@ -256,11 +261,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="hard (default): faint, cut and echoing calls, calibrated to the real data's "
         "difficulty; easy: every call clearly visible (the clips of generator 1)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes (default: all cores); the output does not depend on it",
+    cliargs.add_workers(
+        parser, "is a process writing a chunk of clips; the clips do not depend on how many"
     )
     parser.add_argument(
         "--force",

@@ -6,5 +6,5 @@
 ``features`` (one clip → its feature vector), ``templates`` (the bank cut from training
 up-calls), ``model`` (the fitted job: save, load, classify clips), ``baseline`` (the
 ``upcall baseline`` command: lists → features → fit → a job folder like any other).
-Torch-free: it reads the audio and the lists and writes a job through ``upcall.results``.
+Torch-free: it reads the audio and the lists and writes a job through ``upcall.job.writer``.
 """

@@ -35,14 +35,15 @@ from upcall.classical.features import (
 )
 from upcall.classical.model import KIND, ClassifierSettings, compute_features, save
 from upcall.classical.templates import Bank, BankSettings, choose
-from upcall.data.lists import LABELS, PARTIAL_MARKER, ListSettings, ListsManifest, make_lists
-from upcall.data.render import ReadOptions, find_clips
+from upcall.data.lists import make_lists
+from upcall.data.listsfolder import LABELS, PARTIAL_MARKER, ListSettings, ListsManifest
+from upcall.data.pngroot import ReadOptions, find_clips
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_dir, atomic_write_text, check_own_dir
-from upcall.model.jobconfig import JobConfig
+from upcall.job.config import JobConfig
+from upcall.job.records import Summary
+from upcall.job.writer import JobWriter
 from upcall.parallel import check_workers, default_workers
-from upcall.results.jobdir import JobWriter
-from upcall.results.records import Summary
 
 HELP = "train the classical baseline (2013 Kaggle winners: templates + gradient boosting) on DATA's lists"
 NETWORK = "baseline"  # the job's network name in config.json, summary.json and reports
@@ -227,8 +228,7 @@ def _record(writer: JobWriter, model, x, tr, va, s: BaselineSettings, start: flo
         train_images_per_second=round(len(tr) / wall, 2),
         device="cpu",
         threads=default_workers(),
-        resumed_from=None,
-        snapshots=(),
+        resumed_from=None,  # no snapshots: the writer names none
     )
 
 
@@ -281,10 +281,10 @@ def _config(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     parser.add_argument("data_dir", type=Path, metavar="DATA", help="Kaggle-layout data directory")
-    parser.add_argument(
-        "--out", type=Path, required=True, metavar="JOB", help="job folder to write"
-    )
+    cliargs.add_out(parser, "job folder to write", metavar="JOB", required=True)
     parser.add_argument(
         "--lists",
         type=Path,
@@ -292,14 +292,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="train/val lists from `upcall lists` (default DATA/lists; made there if missing)",
     )
     d = BaselineSettings()
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed (default 0)")
+    cliargs.add_seed(
+        parser, "seed of the lists made here, the template choice and the classifier"
+    )
     parser.add_argument(
         "--templates",
         type=int,
         default=d.bank.size,
         help=f"templates in the bank (default {d.bank.size}); each costs ~0.6 ms a clip",
     )
-    parser.add_argument("--workers", type=int, help="processes (default: all cores)")
+    cliargs.add_workers(parser, "is a process computing the features of a chunk of clips")
     parser.add_argument(
         "--force", action="store_true", help="replace JOB if an earlier `upcall baseline` made it"
     )

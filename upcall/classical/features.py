@@ -40,9 +40,6 @@ class FeatureSettings:
     # of one; a shorter template would match any short tonal noise as well
     template_shape: tuple[int, int] = (16, 24)
 
-    def band_rows(self) -> int:
-        return self.band[1] - self.band[0]
-
 
 def log_power(samples: np.ndarray) -> np.ndarray:
     """(n,) int16 or full-scale float → float64 (129, frames) dB (row 0 = DC)."""
@@ -128,7 +125,7 @@ def match(image: np.ndarray, templates: np.ndarray) -> np.ndarray:
     correlation is its formula (zero where a window is flat), computed for all K templates in
     one matrix product over the image's windows. A clip's 24 matches (12 templates on H and on
     V) cost 1.6 ms of CPU where 24 ``match_template`` calls (an FFT each) cost 11.6 ms, and the
-    maxima agree within 1e-5 (tests/test_baseline.py). Run it under :func:`one_thread`.
+    maxima agree within 1e-5 (tests/classical/test_baseline.py). Run it under :func:`one_thread`.
     """
     k, h, w = templates.shape
     n = h * w

@@ -21,14 +21,14 @@ import numpy as np
 
 from upcall.audio.clip import AUDIO_SUFFIXES, read_clip
 from upcall.classical.features import FeatureSettings, clip_features, one_thread
-from upcall.data.lists import LABELS
-from upcall.data.render import ReadOptions
+from upcall.data.listsfolder import LABELS
+from upcall.data.pngroot import ReadOptions
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_bytes
-from upcall.model.jobconfig import JobConfig
+from upcall.job.config import JobConfig
 from upcall.parallel import map_chunks
 
-KIND = "classical"  # config.json's network_source["kind"]: upcall.engines.predict.JOB_KINDS
+KIND = "classical"  # config.json's network_source["kind"]: upcall.inference.sources.JOB_KINDS
 TEMPLATES = "templates.npy"
 MODEL = "model.pkl"
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from upcall.classical.features import FeatureSettings, match, one_thread
+from upcall.metrics import auc
 from upcall.parallel import map_chunks
-from upcall.results.metrics import auc
 
 Images = tuple[np.ndarray, np.ndarray]  # (H, V) of one clip, float32 (band rows, frames)
 

@@ -1,6 +1,6 @@
 """``upcall augment LISTS --copies K``: new training images made from the training clips' audio.
 
-For each clip of LISTS/train.txt, K copies (``upcall.audio.augment``: time shift, frequency
+For each clip of LISTS/train.txt, K copies (``upcall.augment.clips``: time shift, frequency
 shift, noise from another noise-only training clip at a drawn SNR, gain), each turned into a
 spectrogram with the mode and read options of the PNGs the lists name, written as
 OUT/train/<stem>.aug<k>.png. OUT (default LISTS/augmented) is a new lists folder: train.txt is
@@ -24,18 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from upcall.audio.augment import AugmentSettings, CopyParams, augment, draw
 from upcall.audio.clip import read_clip
+from upcall.augment.clips import AugmentSettings, CopyParams, augment, draw
 from upcall.data.dataset import read_list
-from upcall.data.lists import (
+from upcall.data.lists import write_histogram
+from upcall.data.listsfolder import (
     PARTIAL_MARKER,
     ListsManifest,
     class_counts,
     file_digest,
     read_labels,
-    write_histogram,
 )
-from upcall.data.render import ReadOptions, SpectrogramSettings, find_clips, png_path
+from upcall.data.pngroot import ReadOptions, SpectrogramSettings, find_clips, png_path
 from upcall.data.spectrogram import as_full_scale, compute_batch, write_png
 from upcall.data.stamps import LOCK_FILE, register_lists
 from upcall.errors import BatchReport, UpcallError
@@ -276,6 +276,8 @@ def _pair(text: str, flag: str) -> tuple[float, float]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     d = AugmentSettings()
     parser.add_argument(
         "lists_dir", type=Path, metavar="LISTS", help="lists made by `upcall lists`"
@@ -283,7 +285,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--copies", type=int, required=True, metavar="K", help="new versions of each training clip"
     )
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of every draw (default 0)")
+    cliargs.add_seed(parser, "seed of every draw")
     parser.add_argument(
         "--snr-db",
         default="5,20",
@@ -313,8 +315,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="frequency shift (single-sideband, every component moved by the same Hz) drawn "
         f"from -MAX..MAX Hz (default {d.freq_shift_hz:g})",
     )
-    parser.add_argument("--out", type=Path, help="the new lists folder (default LISTS/augmented)")
-    parser.add_argument("--workers", type=int, help="processes (default: all cores)")
+    cliargs.add_out(parser, "the new lists folder (default LISTS/augmented)")
+    cliargs.add_workers(parser, "is a process making the copies of one clip after another")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,8 +24,8 @@ from PIL import Image
 
 from upcall.data.datum import ENCODINGS, write_error, write_mean
 from upcall.data.dbwriter import Work, write_db
-from upcall.data.lists import PARTIAL_MARKER, ListsManifest, class_counts, read_labels
-from upcall.data.render import SpectrogramSettings
+from upcall.data.listsfolder import PARTIAL_MARKER, ListsManifest, class_counts, read_labels
+from upcall.data.pngroot import SpectrogramSettings
 from upcall.data.resize import RESIZE_MODES
 from upcall.data.stamps import LOCK_FILE
 from upcall.errors import BatchReport, UpcallError
@@ -313,9 +313,11 @@ def _write_mean(folder: Path, total: np.ndarray, count: int) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     d = DatasetSettings()
     parser.add_argument("lists_dir", type=Path, help="folder with train.txt, val.txt, labels.txt")
-    parser.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
+    cliargs.add_out(parser, "the dataset folder to write", required=True)
     parser.add_argument(
         "--size",
         default="256x256",
@@ -334,10 +336,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.encoding,
         help="png: lossless PNG inside each Datum (DIGITS's default); none: raw bytes",
     )
-    parser.add_argument(
-        "--seed", type=int, default=d.seed, help="seed of the shuffle and fill noise"
+    cliargs.add_seed(parser, "seed of the shuffle and the fill noise")
+    cliargs.add_workers(
+        parser,
+        "is a thread decoding and resizing a chunk of images (threads, not processes, here: "
+        "that work releases the GIL, and the images need no pickling)",
     )
-    parser.add_argument("--workers", type=int, help="worker threads (default: all cores)")
 
 
 def run(args: argparse.Namespace) -> int:

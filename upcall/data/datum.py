@@ -312,3 +312,15 @@ def read_mean(path: str | os.PathLike) -> np.ndarray:
     if data.ndim != 3 or min(data.shape) <= 0:
         raise UpcallError(f"{path}: mean blob has shape {list(data.shape)}, expected (1, C, H, W)")
     return data
+
+
+def transform_mean(param: caffe_pb2.TransformationParameter, *, base: Path) -> np.ndarray | None:
+    """The mean a transform_param subtracts: float32 (C, H, W) from its mean_file (relative to
+    ``base``), (C, 1, 1) from its mean_values, or None. Training and inference both use this."""
+    if param.HasField("mean_file") and len(param.mean_value):
+        raise UpcallError(f"{base}: transform_param has both mean_file and mean_value")
+    if param.HasField("mean_file"):
+        return read_mean(base / param.mean_file).astype(np.float32)
+    if len(param.mean_value):
+        return np.asarray(param.mean_value, np.float32)[:, None, None]
+    return None

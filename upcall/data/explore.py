@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from upcall.data.datum import datum_to_array, open_db
-from upcall.data.lists import read_labels
+from upcall.data.listsfolder import read_labels
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_path
 
@@ -105,6 +105,8 @@ def contact_sheet(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     parser.add_argument("dataset", type=Path, help="a dataset folder written by `upcall lmdb`")
     parser.add_argument(
         "--db", choices=("train", "val", "test"), default="train", help="which LMDB (default train)"
@@ -115,8 +117,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=16,
         help=f"images per class (default 16; at most {MAX_PER_CLASS} and what the DB holds)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random pick (default 0)")
-    parser.add_argument("--out", type=Path, help="PNG to write (default DATASET/explore_<db>.png)")
+    cliargs.add_seed(parser, "seed of the random pick")
+    cliargs.add_out(parser, "PNG to write (default DATASET/explore_<db>.png)", metavar="PNG")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,98 +11,31 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from upcall.audio.augment import AugmentSettings
-from upcall.data.render import ReadOptions, SpectrogramSettings, ensure, find_clips
+from upcall.data.listsfolder import (
+    BALANCES,
+    LABELS,
+    PARTIAL_MARKER,
+    SPLITS,
+    ListSettings,
+    ListsManifest,
+    class_counts,
+    file_digest,
+)
+from upcall.data.pngroot import ReadOptions, SpectrogramSettings, find_clips
+from upcall.data.render import ensure
 from upcall.data.resize import py2_round
 from upcall.data.stamps import LOCK_FILE, clips_digest, register_lists, spectrogram_roots
 from upcall.data.traincsv import Clip, labels_digest, read_train_csv
 from upcall.errors import BatchFailed, UpcallError
-from upcall.fsutil import atomic_write_text, sha256_file
-from upcall.jsonfile import JsonFile
+from upcall.fsutil import atomic_write_text
 from upcall.lock import folder_lock
 from upcall.plotting import pyplot, save_png
 
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
-
-LABELS = ("not-whale", "whale")  # label i is line i of labels.txt (DIGITS: 0-based)
-PARTIAL_MARKER = ".upcall-lists.partial"  # present while `upcall lists` writes LISTS
-SPLITS = ("random", "ordered")
-BALANCES = ("none", "undersample", "oversample")
-
-
-@dataclass(frozen=True)
-class ListSettings:
-    val_fraction: float = 0.1
-    split: str = "random"  # "random": seeded, stratified; "ordered": the tutorial's first/last rows
-    balance: str = "none"  # applied to the training list only
-    seed: int = 0
-    test: bool = False  # also list DATA/test/*.aiff (label 0: unknown)
-    spectrogram_root: Path | None = None  # None: DATA, as the tutorial writes PNGs beside the clips
-    mode: str | None = None  # spectrogram mode; None: whatever ROOT holds, else "tutorial"
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UpcallError(
-                f"--val-fraction must be between 0 and 1 (exclusive), not {self.val_fraction}"
-            )
-        if self.split not in SPLITS:
-            raise UpcallError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
-        if self.balance not in BALANCES:
-            raise UpcallError(
-                f"--balance must be one of {', '.join(BALANCES)}, not {self.balance!r}"
-            )
-        if self.seed < 0:
-            raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
-
-
-@dataclass(frozen=True)
-class ListsManifest(JsonFile):
-    """LISTS/lists.json (ARCHITECTURE.md §3), written last: its presence means the lists are whole."""
-
-    FILE = "lists.json"
-
-    data_dir: str
-    spectrogram_root: str
-    spectrograms: SpectrogramSettings  # ROOT's spectrograms.json when the lists were made
-    split: str
-    val_fraction: float
-    balance: str
-    seed: int
-    counts: dict[str, dict[str, int]]  # "train" / "val" → class name → images (see class_counts)
-    test_images: int = 0
-    labels: tuple[str, ...] = LABELS
-    # file name → SHA-256 of the list files written with this lists.json; empty in older files
-    files: dict[str, str] = field(default_factory=dict)
-    augmented: AugmentSettings | None = None  # `upcall augment`'s settings; None: not augmented
-    augmented_from: str | None = None  # the LISTS folder it augmented
-    # What the lists were made from, by content (None in older files): train.csv's rows
-    # (upcall.data.traincsv.labels_digest) and the listed clips (upcall.data.stamps.clips_digest).
-    # `upcall fit` compares them, never modification times, to tell whether DATA changed since.
-    labels_digest: str | None = None
-    clips_digest: str | None = None
-
-    def check_files(self, folder: Path) -> None:
-        """UpcallError unless the list files are those this lists.json was written with."""
-        for name, digest in self.files.items():
-            if file_digest(folder / name) != digest:
-                raise UpcallError(
-                    f"{folder / name}: changed or missing since {folder / self.FILE} was "
-                    f"written; rerun `upcall lists {self.data_dir} --out {folder}`"
-                )
-
-
-def file_digest(path: Path) -> str | None:
-    """SHA-256 of a file's bytes; None when it cannot be read."""
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
-
 
 def split_indices(
     labels: np.ndarray, *, val_fraction: float, split: str, rng: np.random.Generator
@@ -211,12 +144,6 @@ def _test_clips(data_dir: Path) -> list[Path]:
     if not tests:
         raise UpcallError(f"{data_dir / 'test'}: no clips to list (--test)")
     return tests
-
-
-def class_counts(labels: np.ndarray, names: Sequence[str] = LABELS) -> dict[str, int]:
-    """Images per class name (label i is ``names[i]``), as lists.json and dataset.json hold them."""
-    found = np.bincount(np.asarray(labels, np.int64), minlength=len(names))
-    return {name: int(n) for name, n in zip(names, found, strict=False)}
 
 
 def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
@@ -337,25 +264,14 @@ def _make_lists(
     return info
 
 
-def read_labels(path: Path) -> list[str]:
-    """Class names from a DIGITS labels.txt, one a line (a name may contain spaces)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not a label
-    except OSError as e:
-        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise UpcallError(f"{path}: no labels")
-    return names
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+    from upcall.data.spectrogram import MODES
+
     parser.add_argument(
         "data_dir", type=Path, help="Kaggle-layout directory with train.csv, train/, test/"
     )
-    parser.add_argument("--out", type=Path, help="where the lists go (default: DATA_DIR/lists)")
+    cliargs.add_out(parser, "where the lists go (default: DATA_DIR/lists)")
     d = ListSettings()
     parser.add_argument(
         "--val-fraction",
@@ -376,7 +292,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.balance,
         help="rebalance the training list only (default none)",
     )
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split and balancing")
+    cliargs.add_seed(parser, "seed of the split and balancing")
     parser.add_argument(
         "--test", action="store_true", help="also write test.txt from DATA_DIR/test"
     )
@@ -386,7 +302,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where the spectrogram PNGs are or go (default: DATA_DIR)",
     )
     parser.add_argument(
-        "--mode", help="spectrogram mode for missing PNGs (default: the root's, else tutorial)"
+        "--mode",
+        choices=list(MODES),
+        help="spectrogram mode for missing PNGs, as `upcall spectrograms --mode` "
+        "(default: the root's, else tutorial)",
     )
 
 

@@ -14,25 +14,26 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from upcall.audio.clip import AUDIO_SUFFIXES, FITS, check_fit, read_clip
+from upcall.audio.clip import FITS, check_fit, read_clip
+from upcall.data.listsfolder import ListsManifest
+from upcall.data.pngroot import (
+    SPLITS,
+    ReadOptions,
+    SpectrogramSettings,
+    find_clips,
+    png_path,
+)
 from upcall.data.spectrogram import (
-    HEIGHT,
     MODES,
-    NFFT,
-    NOVERLAP,
-    SAMPLE_RATE,
-    WIDTH,
     as_full_scale,
     compute_batch,
     get_mode,
-    mode_settings,
     write_png,
 )
 from upcall.data.stamps import (
@@ -46,86 +47,14 @@ from upcall.data.stamps import (
     stamp,
 )
 from upcall.errors import BatchFailed, BatchReport, UpcallError
-from upcall.jsonfile import INLINE, FormatError, JsonFile, plain
+from upcall.jsonfile import FormatError
 from upcall.lock import folder_lock
 from upcall.parallel import check_workers, default_workers, map_chunks
 
-HELP = "Make an 8-bit spectrogram PNG (129 × 30) of every clip in DATA/train and DATA/test."
-
-SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How clips that are not 2 s, 2000 Hz mono are made to fit (see upcall.audio.clip.read_clip)."""
-
-    resample: bool = False
-    mixdown: bool = False
-    fit: str = "strict"
-
-
-@dataclass(frozen=True)
-class SpectrogramSettings(JsonFile):
-    """ROOT/spectrograms.json (ARCHITECTURE.md §2): what made ROOT's PNGs; any change remakes them.
-
-    Files written before a field existed read as its default: the only geometry there has been.
-    """
-
-    FILE = "spectrograms.json"
-
-    mode: str
-    nfft: int = NFFT
-    noverlap: int = NOVERLAP
-    sample_rate: int = SAMPLE_RATE
-    height: int = HEIGHT
-    width: int = WIDTH
-    # The mode's own parameters (fs; floor_db, range_db, ...), top-level keys in the file.
-    params: dict = field(default_factory=dict, metadata=INLINE)
-    data_dir: str | None = None  # absolute path of DATA
-    # resample, mixdown, fit: also top-level keys.
-    read_options: ReadOptions = field(default_factory=ReadOptions, metadata=INLINE)
-
-    @classmethod
-    def for_mode(cls, mode: str, *, data_dir: Path, read: ReadOptions) -> SpectrogramSettings:
-        """The settings ``upcall spectrograms`` records for ``mode`` (see ``mode_settings``)."""
-        # plain(): tuples in the mode's parameters become lists, as a reread file has them.
-        return cls.from_json(
-            plain({**mode_settings(mode), "data_dir": str(data_dir), **asdict(read)})
-        )
-
-
-def find_clips(data_dir: Path) -> list[Path]:
-    """Audio files directly in DATA/train and DATA/test, in natural order (train2 < train10)."""
-    if not data_dir.is_dir():
-        raise UpcallError(f"{data_dir}: no such data directory")
-    folders = [data_dir / s for s in SPLITS if (data_dir / s).is_dir()]
-    if not folders:
-        raise UpcallError(
-            f"{data_dir}: has no train/ or test/ folder (expected the Kaggle "
-            "layout DATA/train/trainK.aiff)"
-        )
-    clips = [
-        p
-        for folder in folders
-        for p in sorted(folder.iterdir(), key=_natural_key)
-        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    ]
-    if not clips:
-        raise UpcallError(
-            f"{data_dir}: no audio clips ({', '.join(AUDIO_SUFFIXES)}) in "
-            f"{' or '.join(f.name + '/' for f in folders)}"
-        )
-    return clips
-
-
-def _natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def png_path(clip: Path, *, data_dir: Path, root: Path) -> Path:
-    """ROOT/<split>/<stem>.png for DATA/<split>/<stem>.<ext>."""
-    return root / clip.parent.relative_to(data_dir) / (clip.stem + ".png")
-
+HELP = (
+    "Make an 8-bit spectrogram PNG of every clip in DATA/train and DATA/test "
+    "(129 × 30 in the tutorial mode, 65 × 59 in the fine one)."
+)
 
 def _start(
     root: Path,
@@ -166,8 +95,6 @@ def _refuse_if_used(
     root: Path, old: SpectrogramSettings, new: SpectrogramSettings, replacing: Path | None
 ) -> None:
     """UpcallError if lists recorded in ROOT (or DATA/lists) were made from the PNGs there now."""
-    from upcall.data.lists import ListsManifest  # lists imports this module
-
     candidates = registered_lists(root)
     if old.data_dir:
         candidates.append(Path(old.data_dir) / "lists")
@@ -322,6 +249,8 @@ def ensure(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     parser.add_argument(
         "data_dir",
         type=Path,
@@ -332,21 +261,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=list(MODES),
         default="tutorial",
-        help="tutorial: the DIGITS tutorial's images, pixel for pixel (default); "
-        "enhanced: log power with contrast enhancement, fixed grey scale",
+        help=f"{cliargs.described(MODES)} (default tutorial: the DIGITS tutorial's images, "
+        "pixel for pixel)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
+    cliargs.add_out(
+        parser,
+        "write ROOT/train/*.png, ROOT/test/*.png (default: beside the clips)",
         metavar="ROOT",
-        help="write ROOT/train/*.png, ROOT/test/*.png (default: beside the clips)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes (default: all cores); the images do not depend on it",
+    cliargs.add_workers(
+        parser, "is a process converting a chunk of clips; the images do not depend on how many"
     )
     parser.add_argument(
         "--resample", action="store_true", help="resample clips of another sample rate to 2000 Hz"

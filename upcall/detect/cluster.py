@@ -1,30 +1,23 @@
 """``upcall detect --ray ADDRESS``: the per-file work as tasks on a running Ray cluster.
 
-Each recording is one task running the very function a local worker runs
-(:func:`upcall.detect.run._work`), so a task writes the same table files, byte for byte, and a
-failed file is reported the same way. A Ray worker process keeps its loaded model between
-tasks. The model, the recordings and the output folder must be at the same paths on every node
-(a shared filesystem); the client only collects the results and writes the combined tables.
+Each recording is one task running the function ``detect`` gives
+(:func:`upcall.detect.run._ray_task`: the very work a local worker does), so a task writes the
+same table files, byte for byte, and a failed file is reported the same way; this module knows
+nothing of the work itself. A Ray worker process keeps its loaded model between tasks. The model,
+the recordings and the output folder must be at the same paths on every node (a shared
+filesystem); the client only collects the results and writes the combined tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from upcall.errors import UpcallError
 
-if TYPE_CHECKING:
-    from upcall.detect.run import Item
-
 TASK_CPUS = 1  # cores a task asks of Ray, and the threads its network uses
-
-
-def _task(model: str, item: Item):
-    from upcall.detect import run
-
-    run._init(model, TASK_CPUS, item.settings.model_sha256)
-    return run._work(item)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def connect(address: str):
@@ -64,19 +57,25 @@ def reachable(address: str) -> None:
         ) from None
 
 
-def ray_results(address: str, model: str, items: list[Item]) -> Iterator:
-    """Results of :func:`upcall.detect.run._work` for ``items``, in order, computed on Ray."""
-    from upcall.detect.run import Result
-
+def ray_results(
+    address: str,
+    task: Callable[[str, T], R],
+    model: str,
+    items: Sequence[T],
+    failed: Callable[[T, str], R],
+) -> Iterator[R]:
+    """``task(model, item)`` for each of ``items``, computed on Ray, in order; ``failed(item,
+    problem)`` stands for a task whose process died or that Ray lost. ``task`` must be a
+    module-level function (Ray's workers import it by name)."""
     ray = connect(address)
     try:
-        task = ray.remote(num_cpus=TASK_CPUS, max_retries=1)(_task)
-        refs = [task.remote(model, item) for item in items]
+        remote = ray.remote(num_cpus=TASK_CPUS, max_retries=1)(task)
+        refs = [remote.remote(model, item) for item in items]
         for item, ref in zip(items, refs, strict=True):
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayError as e:  # the task's process died, or Ray lost it
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                yield Result(item.path, 0.0, (), f"Ray task failed: {first}")
+                yield failed(item, f"Ray task failed: {first}")
     finally:
         ray.shutdown()

@@ -277,16 +277,17 @@ def plot(c: Curve, result: Evaluation, path: Path) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     parser.add_argument(
         "truth", type=Path, help="truth table(s): a file or a folder (searched recursively)"
     )
     parser.add_argument("detections", type=Path, help="detection table(s): a file or folder")
     parser.add_argument("--tolerance", type=float, default=1.0, help="seconds, ≥ 0 (1.0)")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=0.0,
-        help="score threshold for the single precision/recall/F1 (0: all)",
+    cliargs.add_threshold(
+        parser,
+        "the single precision/recall/F1 counts the detections at or above it (0: all; the "
+        "curve and the average precision take every threshold)",
     )
     parser.add_argument(
         "--precision",
@@ -299,7 +300,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip detections of recordings the truth does not cover (else an error)",
     )
-    parser.add_argument("--out", type=Path, help="folder for evaluation.json and pr_curve.png")
+    cliargs.add_out(parser, "folder for evaluation.json and pr_curve.png")
 
 
 def check_args(args: argparse.Namespace) -> None:

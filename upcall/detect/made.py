@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upcall.errors import UpcallError
-from upcall.fsutil import sha256_file
 from upcall.jsonfile import JsonFile
 
 EDGE = 1 << 20  # bytes hashed at each end of a recording (1 MiB: the header and 4 min at 2 kHz)
@@ -56,14 +55,6 @@ def stamp(path: Path) -> RecordingStamp:
     except OSError as e:
         raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
     return RecordingStamp(st.st_size, st.st_mtime_ns, h.hexdigest())
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a whole (model) file."""
-    try:
-        return sha256_file(path)
-    except OSError as e:
-        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def settings_digest(settings: JsonFile) -> str:

@@ -19,7 +19,6 @@ detect.json's ``scoring`` says which). Unreadable files, and paths a Raven table
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from upcall.audio.raven import write_table
 from upcall.detect import events, stream
 from upcall.detect.combined import table_path, write_combined
-from upcall.detect.made import Made, file_sha256, is_done, record_path, settings_digest, stamp
+from upcall.detect.made import Made, is_done, record_path, settings_digest, stamp
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.jsonfile import JsonFile
@@ -154,6 +153,19 @@ def _work(item: Item) -> Result:
     return Result(path, seconds, tuple(found))
 
 
+def _ray_task(model: str, item: Item) -> Result:
+    """One recording as a Ray task (:mod:`upcall.detect.cluster`): a Ray worker process keeps
+    its loaded model between tasks."""
+    from upcall.detect.cluster import TASK_CPUS
+
+    _init(model, TASK_CPUS, item.settings.model_sha256)
+    return _work(item)
+
+
+def _failed(item: Item, problem: str) -> Result:
+    return Result(item.path, 0.0, (), problem)
+
+
 def note_settings(out: Path, settings: DetectSettings) -> None:
     """Write detect.json; say so when the last run in ``out`` had other settings (its tables
     are then made again, as their records no longer match)."""
@@ -270,21 +282,13 @@ def detect(
 
 def model_weights(model: Path) -> tuple[str, str]:
     """(weights, SHA-256) detect.json records: the snapshot a job's latest set holds (hashed
-    with its deploy.prototxt), or the exported .onnx file itself."""
-    from upcall.engines.predict import is_exported, job_kind, read_deploy
+    with its deploy.prototxt), or the exported .onnx file itself
+    (:meth:`upcall.inference.Model.fingerprint`)."""
+    from upcall.inference import load_model
 
-    if is_exported(model):
-        if not model.is_file():
-            raise UpcallError(f"{model}: no such ONNX model")
-        return str(model), file_sha256(model)
-    if job_kind(model) is not None:
-        raise UpcallError(
-            f"{model}: the classical baseline cannot detect: it classifies whole 2-s clips from "
-            "their features, not windows of a recording; detect with a trained network job"
-        )
-    deploy = read_deploy(model)
-    both = f"{file_sha256(deploy.weights)} {file_sha256(deploy.prototxt)}"
-    return str(deploy.weights), hashlib.sha256(both.encode()).hexdigest()
+    found = load_model(model)
+    found.check_windows()
+    return found.fingerprint()
 
 
 def _results(job: Path, items: list[Item], workers: int, ray: str | None = None):
@@ -294,7 +298,7 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     if ray is not None:
         from upcall.detect.cluster import ray_results
 
-        yield from ray_results(ray, str(job), items)
+        yield from ray_results(ray, _ray_task, str(job), items, _failed)
         return
     from upcall.parallel import cap_workers, default_workers, process_pool
 
@@ -309,27 +313,28 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     # (2 workers on 2 cores ran at 0.52× one worker's speed before this)
     threads = max(1, default_workers() // workers)
     print(f"{workers} worker processes, {threads} thread(s) each", file=sys.stderr)
-    # spawn, not fork: a forked child of a process that has run torch can hang in its threads
-    # (process_pool: the workers die with this process, and stop at once when it is stopped)
+    # process_pool: upcall's one start method (never a fork of this process, which has run
+    # torch); the workers die with this process, and stop at once when it is stopped
     init = (str(job), threads, digest)
-    with process_pool(workers, start="spawn", init=_init, initargs=init) as pool:
+    # the model's module (torch) loaded once, by the forkserver, not by each worker
+    with process_pool(workers, init=_init, initargs=init, preload=["upcall.detect.score"]) as pool:
         yield from pool.map(_work, items)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model",
-        type=Path,
-        help="a trained job folder, or a model.onnx from `upcall export` (run by onnxruntime)",
-    )
+    from upcall import cliargs
+
+    cliargs.add_model(parser)
     parser.add_argument(
         "recordings",
         type=Path,
         nargs="+",
         help="WAV/FLAC/AIFF files or folders (searched recursively)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
+    cliargs.add_out(parser, "output folder", required=True)
+    cliargs.add_threshold(
+        parser, "the windows at or above it, after smoothing, make the detections; in [0, 1]"
+    )
     parser.add_argument(
         "--step",
         type=float,
@@ -344,12 +349,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="windows in the moving average of the scores (1: none; at least 1)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
+    cliargs.add_workers(
+        parser,
+        "is a process scoring one file after another, with cores / N threads (never more "
+        "workers than files or cores)",
         default=1,
-        help="files in parallel on this machine (1; never more than the files or the cores); "
-        "each takes cores / N threads",
+        why="one worker's network passes already use every core",
     )
     parser.add_argument(
         "--ray",

@@ -8,7 +8,7 @@ Two ways, chosen per model (:meth:`Scorer.choose`):
   block would not be the pixels the network was trained on.
 * fully convolutional: for a mode whose columns do not depend on the rest of the image
   (``per_image`` False: ``fine``) and a backend with a sliding pass
-  (:meth:`upcall.engines.predict.Predictor.sliding`: the torch one for nets like WhaleNet, and
+  (:meth:`upcall.inference.predict.Predictor.sliding`: the torch one for nets like WhaleNet, and
   the onnx one on the same nets' exports, so a job and its export give the same detections),
   the spectrogram of a batch of windows' audio is computed once and the network's trunk runs
   once over it. Window positions are then multiples of the trunk's stride (hop × the product
@@ -24,8 +24,8 @@ import numpy as np
 
 from upcall.data import spectrogram
 from upcall.detect.stream import WINDOW, Span
-from upcall.engines.predict import Predictor, Sliding, is_exported, job_kind, load_predictor
-from upcall.errors import UpcallError
+from upcall.inference import Model, load_model
+from upcall.inference.predict import Sliding
 
 RATE = spectrogram.SAMPLE_RATE
 BAND_HZ = (50.0, 250.0)  # the up-call band: where a detection's low/high frequency is sought
@@ -45,7 +45,7 @@ class Scored:
     """Scores of consecutive windows and their energy in the up-call band."""
 
     start: int  # first window's number
-    scores: np.ndarray  # float64 (M,): probability of the "whale" class
+    scores: np.ndarray  # float64 (M,): probability of the model's positive class
     band_power: np.ndarray  # float64 (M, B): mean power per frequency bin of BAND_HZ
 
 
@@ -58,9 +58,10 @@ def band_bins() -> np.ndarray:
 class Scorer:
     """A model's network with the input spec of its dataset, applied to batches of windows.
 
-    ``model``: a job folder, or a .onnx file from ``upcall export`` (run by ONNX Runtime, torch
-    never imported; its metadata holds the input spec). ``threads``: CPU threads for the
-    network (None: every core).
+    ``model``: what :func:`upcall.inference.load_model` opens: a job folder, a .onnx file from
+    ``upcall export`` (run by ONNX Runtime, torch never imported; its metadata holds the input
+    spec), a Caffe export or a DIGITS download. ``threads``: CPU threads for the network (None:
+    every core).
     """
 
     def __init__(
@@ -71,23 +72,11 @@ class Scorer:
         backend: str = "torch",
         threads: int | None = None,
     ) -> None:
-        from upcall.results.classify import InputSpec, dataset_info
-
-        if is_exported(model):
-            self.predictor: Predictor = load_predictor(model, threads=threads)
-            self.spec = InputSpec.from_json(self.predictor.info.input)
-        else:
-            if (kind := job_kind(model)) is not None:
-                raise UpcallError(
-                    f"{model}: a {kind} job cannot detect yet (it classifies whole files)"
-                )
-            self.spec = InputSpec.from_dataset_info(dataset_info(model))
-            self.predictor = load_predictor(
-                model, snapshot=snapshot, backend=backend, threads=threads
-            )
+        self.model: Model = load_model(model, snapshot=snapshot, backend=backend, threads=threads)
+        self.model.check_windows()
+        self.spec = self.model.input_spec
         self.sliding: Sliding | None = None  # set by choose()
-        names = self.predictor.class_names
-        self.positive = names.index("whale") if "whale" in names else len(names) - 1
+        self.positive = self.model.positive_index
 
     def choose(self, step: int, *, per_window: bool = False) -> Choice:
         """How windows ``step`` samples apart are scored: fully convolutionally where the mode
@@ -113,8 +102,8 @@ class Scorer:
             )
         if not self.spec.native:
             return "the job resizes its images"
-        found = self.predictor.sliding()
-        if isinstance(found, str) and self.predictor.name == "onnx":
+        found = self.model.sliding()
+        if isinstance(found, str) and self.model.backend == "onnx":
             # the job folder (torch) may still slide: then the two differ, and the user is told
             found += (
                 "; the job folder this model came from may score fully convolutionally, which "
@@ -133,25 +122,8 @@ class Scorer:
         probs = self.sliding.probabilities(image[None], every=every, count=span.count)
         return Scored(span.start, probs[:, self.positive], span_band_power(span, step))
 
-    def images(self, samples: np.ndarray) -> np.ndarray:
-        """float64 (M, 4000) → uint8 (M, 1, H, W) as the job's dataset stored them."""
-        from upcall.data.resize import resize_stack
-
-        spec = self.spec
-        images = spectrogram.compute_batch(samples, mode=spec.spectrogram_mode)
-        if spec.native:
-            if images.shape[1:] != (spec.height, spec.width):
-                raise UpcallError(f"the job takes {spec.width}x{spec.height} native images")
-        else:
-            rngs = [np.random.default_rng(spec.seed) for _ in images]  # as classify does
-            images = resize_stack(
-                images, height=spec.height, width=spec.width, mode=spec.resize_mode, rngs=rngs
-            )
-        return images[:, None]
-
     def score(self, start: int, samples: np.ndarray) -> Scored:
-        probs = self.predictor.probabilities(self.images(samples))
-        return Scored(start, probs[:, self.positive], band_power(samples))
+        return Scored(start, self.model.score(samples), band_power(samples))
 
 
 def span_band_power(span: Span, step: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""DIGITS: talk to a DIGITS server over its REST API, or be one.
-
-``server`` (with ``jobs``, ``forms``, ``work``, ``views``, ``page``): ``upcall digits serve``, a
-DIGITS 6-compatible server whose jobs upcall runs (``serve``, ``make_app``).
+"""DIGITS's REST API from the client side: ``client.py`` (requests to a DIGITS server),
+``fields.py`` (a dataset or job as DIGITS's form fields), ``jobfile.py`` (``digits_jobs/`` request
+files), ``cli.py`` (``upcall digits ...``). The server (``digits serve``) is
+:mod:`upcall.digits_server`.
 """

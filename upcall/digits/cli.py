@@ -4,6 +4,7 @@ or run upcall's own DIGITS-compatible server (``serve``)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from upcall.errors import UpcallError
 
 HELP = "submit requests to a DIGITS server (digits_jobs/*.toml), query it, or serve its API"
 URL_ENV = "UPCALL_DIGITS_URL"  # the default --digits-url
+# sub-commands kept in other packages: name -> module with HELP, configure(parser), run(args),
+# named here, not imported, so the client package stays below the server it starts
+ELSEWHERE: dict[str, str] = {"serve": "upcall.digits_server.command"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,42 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, what in (("abort", "stop a running job"), ("delete", "delete a job")):
         p = client_parser(name, what)
         p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    p = sub.add_parser("serve", help="run upcall's DIGITS-compatible server")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument("--port", type=int, default=5000, help="port (default 5000, DIGITS's)")
-    p.add_argument(
-        "--jobs-dir",
-        type=Path,
-        default=Path("digits-jobs"),
-        metavar="DIR",
-        help="the folder of the server's jobs, one folder each; kept across restarts "
-        "(default ./digits-jobs)",
-    )
-    p.add_argument(
-        "--engine",
-        default="torch",
-        choices=("torch", "caffe"),
-        help="the engine that trains (default torch)",
-    )
-    p.add_argument(
-        "--data-root",
-        dest="data_roots",
-        action="append",
-        type=Path,
-        metavar="DIR",
-        help="a folder whose files requests may name (server paths in lists, textfile_local_*, "
-        "image_path); repeatable; default: the folder the server is started in",
-    )
+    for name, module_name in ELSEWHERE.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "serve":
-        from upcall.digits.server import serve  # flask: only the server needs it
-
-        serve(args.host, args.port, args.jobs_dir, engine=args.engine, data_roots=args.data_roots)
-        return 0
+    if args.action in ELSEWHERE:
+        return importlib.import_module(ELSEWHERE[args.action]).run(args)
     from upcall.digits.client import DigitsClient
 
     client = DigitsClient(args.digits_url, username=args.digits_user, timeout=args.timeout)

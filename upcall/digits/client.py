@@ -1,4 +1,4 @@
-"""A small client of DIGITS 6's REST/JSON API (image classification with Caffe), over urllib.
+"""A small client of DIGITS 6's REST/JSON API (image classification with Caffe), over requests.
 
 Facts it follows (../shared/reference/digits-caffe.md §1e, read from NVIDIA/DIGITS):
 - the login is a username cookie (``POST /login``, form ``username``, answered 302); create,
@@ -10,22 +10,24 @@ Facts it follows (../shared/reference/digits-caffe.md §1e, read from NVIDIA/DIG
 - ``GET /jobs/<unknown>/status`` answers 200 ``{"error": "Job not found."}``;
 - the inference routes need no login and return lists of ``[label, percent]`` pairs.
 
-Every failure becomes one :class:`UpcallError` line. GETs are retried with backoff; a POST never
-is, and a create that failed in transit is looked up by name, so a job is never made twice.
+Forms go out as multipart/form-data built by requests (field and file names quoted as browsers
+do, so a ``"`` or a non-ASCII letter in a name reaches DIGITS intact). Every failure becomes one
+:class:`UpcallError` line. GETs are retried with backoff (urllib3's ``Retry``); a POST is tried
+again only when it never reached the server, and a create whose answer was lost is looked up by
+name, so a job is never made twice.
 """
 
 from __future__ import annotations
 
-import http.client
-import http.cookiejar
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+import requests
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.util import Retry
 
 from upcall.errors import UpcallError
 from upcall.progress import progress
@@ -39,13 +41,6 @@ _RETRY_STATUS = (500, 502, 503, 504)  # a GET answered so is tried again
 
 Fields = Mapping[str, object]  # form field -> str | number | bool | list (a repeated field)
 Files = Mapping[str, tuple[str, bytes]]  # form field -> (file name, content)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """DIGITS answers a login with 302 (and the cookie): take the answer, don't follow it."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
 
 
 class DigitsError(UpcallError):
@@ -65,7 +60,8 @@ class DigitsClient:
     username : DIGITS's login (lowercase letters, digits, ``.-_``; no password)
     timeout : seconds to wait for each answer
     retries : further tries of a GET after a refused connection, a timeout or a 5xx answer
-    backoff : seconds before the first retry (doubling each time)
+    backoff : urllib3's backoff factor: no wait before the first retry, then 2×, 4×, ... this
+        many seconds (a ``Retry-After`` header is obeyed instead)
     """
 
     def __init__(
@@ -80,10 +76,19 @@ class DigitsClient:
         self.url = check_url(url)
         self.username = username
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        retry = Retry(
+            total=retries,
+            allowed_methods={"GET"},  # connection failures are retried for any method
+            status_forcelist=_RETRY_STATUS,
+            backoff_factor=backoff,
+            raise_on_status=False,  # the last 5xx answer is reported as DIGITS gave it
         )
+        adapter = requests.adapters.HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.cookies = self.session.cookies  # DIGITS's login cookie lands here
         self._logged_in = False
 
     # -- transport -----------------------------------------------------------------------
@@ -99,46 +104,39 @@ class DigitsClient:
         """The body of DIGITS's answer; :class:`DigitsError` for an error answer or none.
         A GET is retried (``retries`` times, with backoff) when it got no answer or a 5xx."""
         url = self.url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        tries = 1 + (self.retries if method == "GET" else 0)
-        for attempt in range(tries):
-            try:
-                return self._send(method, url, fields, files)
-            except DigitsError as e:
-                if attempt + 1 == tries or e.status not in (0, *_RETRY_STATUS):
-                    raise
-            time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def _send(self, method: str, url: str, fields: Fields | None, files: Files | None) -> bytes:
-        data, headers = None, {"Accept": "application/json"}
-        if fields is not None or files is not None:
-            data, content_type = encode_form(fields or {}, files or {})
-            headers["Content-Type"] = content_type
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with self._opener.open(req, timeout=self.timeout) as answer:
-                return answer.read()
-        except urllib.error.HTTPError as e:
-            if 300 <= e.code < 400:  # the login's redirect: a success
-                return e.read()
-            raise DigitsError(error_message(method, url, e.code, e.read()), e.code) from None
-        except TimeoutError:
-            raise DigitsError(f"{method} {url}: no answer within {self.timeout:g} s") from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, TimeoutError):
-                raise DigitsError(f"{method} {url}: no answer within {self.timeout:g} s") from None
-            if isinstance(reason, ConnectionRefusedError):
-                why = "connection refused (is the DIGITS server running there?)"
-            else:
-                why = getattr(reason, "strerror", None) or str(reason)
-            raise DigitsError(f"{method} {url}: cannot reach DIGITS: {why}") from None
-        except (ConnectionError, http.client.HTTPException) as e:  # cut off mid-answer
+            answer = self.session.request(
+                method,
+                url,
+                params=query,
+                files=multipart(fields, files) if fields or files else None,
+                timeout=self.timeout,
+                allow_redirects=False,  # the login's 302 is the answer (its cookie is kept)
+            )
+        except requests.RequestException as e:
+            raise DigitsError(f"{method} {url}: {self._why(e)}") from None
+        if answer.status_code >= 400:
             raise DigitsError(
-                f"{method} {url}: the connection broke: {e or type(e).__name__}"
-            ) from None
+                error_message(method, url, answer.status_code, answer.content),
+                answer.status_code,
+            )
+        return answer.content
+
+    def _why(self, e: requests.RequestException) -> str:
+        """What went wrong, in words: no answer in time, refused, or cut off mid-answer."""
+        reason = getattr(e.args[0], "reason", e.args[0]) if e.args else e
+        if isinstance(e, requests.Timeout) or isinstance(reason, ReadTimeoutError | TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(reason, NewConnectionError):
+            cause = reason.__cause__
+            if isinstance(cause, ConnectionRefusedError):
+                cause = "connection refused (is the DIGITS server running there?)"
+            return f"cannot reach DIGITS: {getattr(cause, 'strerror', None) or cause or reason}"
+        if isinstance(e, requests.ConnectionError):
+            if isinstance(reason, ProtocolError) and reason.args:  # ("Connection aborted.", why)
+                reason = reason.args[-1]
+            return f"the connection broke: {reason or type(reason).__name__}"
+        return f"cannot reach DIGITS: {e}"
 
     def json(self, method: str, path: str, **kwargs) -> object:
         body = self.request(method, path, **kwargs)
@@ -317,26 +315,26 @@ def form_value(value: object) -> str:
     return str(value)
 
 
+def multipart(fields: Fields | None, files: Files | None) -> list[tuple[str, tuple]]:
+    """The parts of a multipart/form-data body (what ``curl -F`` sends), in requests' ``files=``
+    form: ``(name, (None, text))`` for a field, ``(name, (file name, content))`` for a file. A
+    False checkbox is left out: WTForms reads a missing checkbox as false, an empty one too."""
+    parts = [
+        (name, (None, form_value(value)))
+        for name, value in (fields or {}).items()
+        if value is not None and value is not False
+    ]
+    return parts + [
+        (name, (filename, content, "application/octet-stream"))
+        for name, (filename, content) in (files or {}).items()
+    ]
+
+
 def encode_form(fields: Fields, files: Files) -> tuple[bytes, str]:
-    """multipart/form-data for ``fields`` and ``files`` (what ``curl -F`` sends). A False
-    checkbox is left out: WTForms reads a missing checkbox as false, an empty one too."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        if value is None or value is False:
-            continue
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-            f"{form_value(value)}\r\n".encode()
-        )
-    for name, (filename, content) in files.items():
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        )
-        parts.append(head.encode() + content + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+    """The body and Content-Type header :class:`DigitsClient` sends for ``fields`` and ``files``
+    (for callers that post with another HTTP client)."""
+    prepared = requests.Request("POST", DEFAULT_URL, files=multipart(fields, files)).prepare()
+    return prepared.body, prepared.headers["Content-Type"]
 
 
 def error_message(method: str, url: str, status: int, body: bytes) -> str:

@@ -7,7 +7,7 @@ named as server paths with ``textfile_use_local_files``), grayscale, the size it
 for custom nets (digits/model/tasks/caffe_train.py save_files_classification: stage rules
 "train" / "val" / "deploy", a Softmax in the deploy stage, Data layers without source or
 backend, the mean injected by DIGITS from ``use_mean``), and its solver settings, which upcall
-already keeps in DIGITS's terms (:class:`upcall.model.solver.SolverSettings`).
+already keeps in DIGITS's terms (:class:`upcall.job.solver.SolverSettings`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 
 from upcall.data.dataset import DatasetManifest
-from upcall.engines.jobspec import JobSpec, classifier_head
 from upcall.errors import UpcallError
-from upcall.model.jobconfig import JobConfig
-from upcall.model.netstate import layer_included
+from upcall.job.config import JobConfig
+from upcall.job.spec import JobSpec, classifier_head
+from upcall.network.phase import layer_included
 from upcall.proto import caffe_pb2, read_text, to_text
 
 TRAIN_STATE = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)

@@ -5,10 +5,11 @@ deploy.prototxt, config.json), trains it, and writes the job directory of ARCHIT
 through the shared run loop (:mod:`upcall.engines.loop`). Reports and classification read that
 directory and never ask which engine made it.
 
-Each engine registers a light module here, which declares its options (a dataclass deriving from
-:class:`EngineOptions`, with its command-line flags) and ``create(options) -> Engine``; the
-engine itself is imported only when created, so ``upcall --help`` and ``--engine caffe`` do not
-import torch.
+Each engine registers its package here: its light ``options.py`` declares the options (a
+dataclass deriving from :class:`EngineOptions`, with its command-line flags) and its ``start.py``
+has ``create(options) -> Engine``, imported only when the engine is made, so ``upcall --help``
+and ``--engine caffe`` do not import torch (and the engine module imports its options, never
+the reverse).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ __all__ = [
     "options_from_args",
 ]
 
-# name -> module declaring ``Options`` (an EngineOptions dataclass) and ``create(options)``
+# name -> package: ``.options`` declares ``Options`` (an EngineOptions dataclass), ``.start``
+# has ``create(options)``
 ENGINES: dict[str, str] = {
-    "torch": "upcall.engines.torch.options",
-    "caffe": "upcall.engines.caffe.options",
-    "digits": "upcall.engines.digits.options",  # a DIGITS server trains it (--digits-url)
+    "torch": "upcall.engines.torch",
+    "caffe": "upcall.engines.caffe",
+    "digits": "upcall.engines.digits",  # a DIGITS server trains it (--digits-url)
 }
 DEFAULT_ENGINE = "torch"
 
@@ -47,7 +49,7 @@ def declaration(name: str) -> ModuleType:
     """The module registered for engine ``name`` (UpcallError naming the known ones otherwise)."""
     if name not in ENGINES:
         raise UpcallError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}")
-    return importlib.import_module(ENGINES[name])
+    return importlib.import_module(f"{ENGINES[name]}.options")
 
 
 def get_engine(name: str, options: EngineOptions | None = None, **fields: object) -> Engine:
@@ -58,7 +60,7 @@ def get_engine(name: str, options: EngineOptions | None = None, **fields: object
     elif not isinstance(options, module.Options):
         raise TypeError(f"engine {name!r} takes {module.Options.__name__}, not {options!r}")
     try:
-        return module.create(options)
+        return importlib.import_module(f"{ENGINES[name]}.start").create(options)
     except ModuleNotFoundError as e:
         raise UpcallError(f"engine {name!r} cannot run in this build: {e.name} is missing") from e
 
@@ -66,6 +68,8 @@ def get_engine(name: str, options: EngineOptions | None = None, **fields: object
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """``--engine``, the common ``--gpu`` / ``--threads`` / ``--tensorboard``, and each engine's
     own flags (``train``, ``sweep``, ``search`` and ``fit`` all take them from here)."""
+    from upcall import cliargs
+
     parser.add_argument(
         "--engine",
         default=DEFAULT_ENGINE,
@@ -73,12 +77,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"training engine (default {DEFAULT_ENGINE}); torch: embedded PyTorch, "
         "caffe: real Caffe, digits: a DIGITS server",
     )
-    parser.add_argument(
-        "--gpu", type=int, metavar="N", help="train on CUDA device N (default: CPU)"
-    )
-    parser.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads (default: all available cores)"
-    )
+    cliargs.add_gpu(parser, "train on CUDA device N")
+    cliargs.add_threads(parser, "for training")
     parser.add_argument(
         "--tensorboard",
         type=Path,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 from upcall.errors import UpcallError
+from upcall.job.records import SUMMARY, Summary
 from upcall.lock import is_locked
-from upcall.results.records import SUMMARY, Summary
 
 TRAIN_LOCK = ".upcall-train.lock"  # held by the process that trains a job on this machine
 
@@ -34,7 +34,7 @@ class EngineOptions:
         if self.threads is not None and self.threads < 1:
             raise UpcallError(f"--threads must be at least 1, not {self.threads}")
         if self.tensorboard is not None:  # fail before training, not at its first record
-            from upcall.results.tensorboard import require_tensorboard
+            from upcall.job.tensorboard import require_tensorboard
 
             require_tensorboard()
 
@@ -74,7 +74,8 @@ class Engine(Protocol):
 def local_status(job: Path) -> JobStatus:
     """The status of a job trained on this machine, from its files: RESUMABLE only with a
     complete snapshot set (a job that cannot be read is NEW: training it says what is wrong)."""
-    from upcall.engines.jobspec import job_dir, latest_snapshot, load_job
+    from upcall.job.snapshots import latest_complete
+    from upcall.job.spec import job_dir, load_job
 
     job = job_dir(job)
     if is_locked(job / TRAIN_LOCK):
@@ -85,4 +86,4 @@ def local_status(job: Path) -> JobStatus:
         spec = load_job(job)
     except UpcallError:
         return JobStatus.NEW
-    return JobStatus.NEW if latest_snapshot(spec) is None else JobStatus.RESUMABLE
+    return JobStatus.NEW if latest_complete(spec, deep=False) is None else JobStatus.RESUMABLE

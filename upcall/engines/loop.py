@@ -5,7 +5,8 @@ process, in a Caffe child process, on a remote server) and reports what happens 
 :data:`Event` values. This loop turns them into the job directory: epochs from images per
 iteration, the NaN stop, Ctrl-C with a snapshot, the progress bar, validation records (scoring a
 snapshot when the engine reported a test without per-sample scores; each validation clip counted
-once, :class:`upcall.engines.jobspec.ValPass`) and summary.json, written once, here.
+once, :class:`upcall.job.spec.ValPass`) and summary.json, written once, at the end. Every file
+of the job folder is written through one object, :class:`upcall.job.writer.JobWriter`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from typing import Protocol
 
 import numpy as np
 
-from upcall.engines.jobspec import JobSpec, snapshot_names
-from upcall.engines.jobstate import earlier_wall_time, record_wall_time
 from upcall.errors import Interrupted, UpcallError
+from upcall.job.records import Summary, TestRecord
+from upcall.job.spec import JobSpec
+from upcall.job.writer import JobWriter
 from upcall.progress import epoch_line, progress
-from upcall.results.jobdir import JobWriter
-from upcall.results.records import Summary, TestRecord
 
 
 @dataclass(frozen=True)
@@ -151,29 +151,26 @@ class _Books:
     def __init__(
         self, spec: JobSpec, transport: Transport, start: int, tensorboard: Path | None
     ) -> None:
-        from upcall.results.tensorboard import job_tracker
-
         self.spec, self.transport, self.start = spec, transport, start
         s = spec.solver
         self.images_per_iter = spec.train_data.batch_size * max(1, s.iter_size)
-        tracker = job_tracker(tensorboard, spec.job)
         self.writer = JobWriter(
             spec.job,
             class_names=list(spec.class_names),
             start_iter=start,
-            trackers=[tracker] if tracker else [],
+            tensorboard=tensorboard,
+            snapshots=spec,
         )
         self.pending: dict[int, Tested] = {}  # tests awaiting scores
         self.displays = 0
         self.snapshot: int | None = None
         self.stop_asked = False
         self.started = time.perf_counter()
-        self.earlier = earlier_wall_time(spec, start) if start else 0.0  # the runs before
         self.bar = progress(total=s.max_iter, desc=spec.job.name, unit="iter")
         self.bar.update(start)
 
     def wall_seconds(self) -> float:
-        return self.earlier + time.perf_counter() - self.started
+        return self.writer.earlier_seconds + time.perf_counter() - self.started
 
     def epoch(self, it: int) -> float:
         return it * self.images_per_iter / self.transport.train_count
@@ -213,7 +210,7 @@ class _Books:
                 self.pending[event.iter] = event
             case Snapshotted(it):
                 self.snapshot = it
-                record_wall_time(self.spec, it, self.wall_seconds())
+                self.writer.snapshotted(it, self.wall_seconds())
 
     def _record(self, t: Tested, scores=None, labels=None) -> TestRecord:
         """The record of test ``t``: upcall's figures from ``scores`` (each clip once), and what
@@ -278,7 +275,7 @@ def run_training(
     """Run ``transport`` from iteration ``start`` and keep the books; returns the summary.
 
     ``tensorboard``: also write the records as TensorBoard scalars under ``DIR/<job name>/``
-    (:mod:`upcall.results.tensorboard`).
+    (:mod:`upcall.job.tensorboard`).
 
     Raises :class:`Stopped` after Ctrl-C (once the engine has snapshotted; after summary.json
     when the Ctrl-C came as the last iteration ended); a second Ctrl-C aborts at once, without a
@@ -324,7 +321,6 @@ def run_training(
         device=transport.device_name,
         threads=transport.threads,
         resumed_from=start or None,
-        snapshots=tuple(snapshot_names(spec)),
     )
     if books.stop_asked:  # Ctrl-C came too late to stop the engine: it is trained, but stop
         raise Stopped(f"{spec.job}: interrupted as training ended; the job is trained", "")

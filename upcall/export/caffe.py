@@ -15,16 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from upcall.data.datum import read_mean, write_mean
-from upcall.engines.onnx.metadata import DeployInfo
-from upcall.engines.predict import (
-    Deploy,
-    Preprocess,
-    read_deploy_net,
-    snapshot_weights,
-)
-from upcall.errors import UpcallError
+from upcall.data.datum import write_mean
 from upcall.fsutil import atomic_dir
+from upcall.inference.onnx.metadata import DeployInfo
+from upcall.job.deploy import Deploy
 
 
 def export_caffe(deploy: Deploy, info: DeployInfo, out: Path) -> Path:
@@ -46,25 +40,3 @@ def export_caffe(deploy: Deploy, info: DeployInfo, out: Path) -> Path:
         (tmp / "labels.txt").write_text("".join(f"{n}\n" for n in deploy.class_names))
         info.write(tmp)
     return out
-
-
-def read_caffe_folder(folder: Path) -> Deploy:
-    """The :class:`Deploy` of an exported folder, for a Predictor backend (pycaffe, torch)."""
-    folder = Path(folder).resolve()
-    info = DeployInfo.require(folder, "is it a folder from `upcall export --format caffe`?")
-    path = folder / "deploy.prototxt"
-    labels = (folder / "labels.txt").read_text().split("\n")[: len(info.class_names)]
-    deploy = read_deploy_net(
-        path,
-        job=folder,
-        weights=snapshot_weights(folder, None),
-        class_names=tuple(labels),
-        preprocess=Preprocess(
-            mean=read_mean(folder / "mean.binaryproto"), crop_size=info.crop_size, scale=info.scale
-        ),
-    )
-    if list(deploy.input_shape) != list(info.input_shape):
-        raise UpcallError(
-            f"{path}: input {list(deploy.input_shape)} differs from export.json's {info.input_shape}"
-        )
-    return deploy

@@ -1,26 +1,21 @@
-"""A job's :class:`DeployInfo`: what an exported model needs beside the graph (torch-free)."""
+"""A model's :class:`DeployInfo`: what an exported model needs beside the graph (torch-free)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
 
-from upcall.engines.jobspec import snapshots
-from upcall.engines.onnx.metadata import DeployInfo
-from upcall.engines.predict import Deploy
+from upcall.inference.model import NetModel
+from upcall.inference.onnx.metadata import DeployInfo
+from upcall.job.config import JobConfig
+from upcall.job.snapshots import iteration_of
 
 
-def deploy_info(deploy: Deploy) -> DeployInfo:
-    """The transform, sizes, class names and spectrogram settings of ``deploy``'s job."""
-    from upcall.model.jobconfig import JobConfig
-    from upcall.results.classify import InputSpec, dataset_info
-
-    dataset = dataset_info(deploy.job)
-    config = JobConfig.read(deploy.job)
-    pre = deploy.preprocess
-    iteration = next(
-        (i for i, p in snapshots(deploy.job, prefix=None).items() if p == deploy.weights), None
-    )
+def deploy_info(model: NetModel) -> DeployInfo:
+    """The transform, sizes, class names and spectrogram settings of ``model``'s deploy net,
+    and where it came from (its job, network and snapshot iteration)."""
+    deploy, pre = model.deploy, model.deploy.preprocess
+    config = JobConfig.read(deploy.job) if model.kind == "job" else None
     return DeployInfo(
         input_name=deploy.input,
         input_shape=list(deploy.input_shape),
@@ -30,12 +25,13 @@ def deploy_info(deploy: Deploy) -> DeployInfo:
         crop_size=pre.crop_size,
         scale=pre.scale,
         mean=DeployInfo.mean_json(pre.mean),
-        input=asdict(InputSpec.from_dataset_info(dataset)),
-        spectrograms=dataset.spectrograms.to_json() if dataset.spectrograms else None,
+        input=asdict(model.input_spec),
+        spectrograms=model.spectrograms,
         source={
-            "job": str(deploy.job),
+            # a download's deploy.job is the temporary folder it was unpacked to: name the archive
+            "job": str(deploy.job if model.kind == "job" else model.path),
             "network": config.network if config is not None else None,
-            "snapshot": iteration,
+            "snapshot": iteration_of(Path(deploy.weights).name),
             "weights": Path(deploy.weights).name,
         },
     )

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from upcall.engines.onnx.metadata import DeployInfo
-from upcall.engines.predict import Deploy
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_bytes
-from upcall.model.netstate import filter_net
+from upcall.inference.onnx.metadata import DeployInfo
+from upcall.job.deploy import Deploy
+from upcall.network.phase import filter_net
 from upcall.proto import caffe_pb2
 
 OPSET = 17
 # Layer types whose CaffeNet modules export to plain ONNX operators, checked against
-# onnxruntime in tests/test_export.py (whalenet, whalenet-small, alexnet, the test nets).
+# onnxruntime in tests/export/test_export.py (whalenet, whalenet-small, alexnet, the test nets).
 ONNX_LAYERS = frozenset(
     {
         "Input",

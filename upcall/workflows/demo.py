@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from upcall.errors import UpcallError
+from upcall.job.records import Summary
 from upcall.jsonfile import JsonFile
-from upcall.results.records import Summary
 from upcall.workflows.pipeline import PIPELINE_STEPS, Layout, Steps, result_line, run_pipeline
 from upcall.workflows.recipe import DEFAULT_RECIPE, Recipe, check_recipe
 
@@ -74,8 +74,9 @@ def held_out_auc(job: Path, data: Path) -> tuple[float | None, int]:
 
     import numpy as np
 
-    from upcall.results.classify import classify
-    from upcall.results.metrics import auc
+    from upcall.inference import load_model
+    from upcall.inference.classify import classify
+    from upcall.metrics import auc
 
     truth_path = data / "test_truth.csv"
     with open(truth_path, newline="", encoding="utf-8") as f:
@@ -84,7 +85,8 @@ def held_out_auc(job: Path, data: Path) -> tuple[float | None, int]:
     missing = [row["input"] for row in rows if Path(row["input"]).name not in truth]
     if missing:
         raise UpcallError(f"{truth_path}: has no label for {missing[0]}")
-    scores = np.array([row["whale"] for row in rows])
+    positive = load_model(job).positive_class
+    scores = np.array([row[positive] for row in rows])
     labels = np.array([truth[Path(row["input"]).name] for row in rows])
     return auc(scores, labels == 1), len(rows)
 
@@ -104,8 +106,8 @@ def run_demo(
     score the held-out clips; returns the summary and the held-out test AUC."""
     from upcall.audio.synth import SynthSettings, synthesize
     from upcall.engines import get_engine
-    from upcall.results.records import read_summary
-    from upcall.results.report import make_report
+    from upcall.job.records import read_summary
+    from upcall.reports.report import make_report
 
     out = Path(out).resolve()
     _check_settings(out, settings)
@@ -128,9 +130,15 @@ def run_demo(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
+
     d = DemoSettings()
-    parser.add_argument(
-        "out", type=Path, metavar="OUT", help="folder for everything the demo makes"
+    cliargs.add_out(
+        parser,
+        "folder for everything the demo makes (OUT alone, the old spelling, still works)",
+        metavar="OUT",
+        required=True,
+        positional=True,
     )
     parser.add_argument(
         "--n-train",
@@ -138,25 +146,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.n_train,
         help=f"synthetic training clips (default {d.n_train})",
     )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=d.epochs,
-        help=f"default {d.epochs}, the recipe's (`upcall fit`)",
-    )
+    cliargs.add_epochs(parser, d.epochs, "the recipe's, as `upcall fit` trains")
     parser.add_argument(
         "--n-test",
         type=int,
         default=d.n_test,
         help=f"held-out test clips, scored once at the end (default {d.n_test})",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help=f"seed of every step (default {d.seed}, the recipe's)",
-    )
-    parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores)")
+    cliargs.add_seed(parser, "seed of every step: the data, the split, the training")
+    cliargs.add_threads(parser, "for training")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ HELP = "train a detector on your own labelled clips (train.csv + train/) in one 
 def check_data(data: Path) -> int:
     """UpcallError (one line) unless DATA holds a readable train.csv whose clips are in train/
     and whose labels include both classes; returns the number of clips."""
-    from upcall.data.lists import read_train_csv
+    from upcall.data.traincsv import read_train_csv
 
     hint = "DATA must hold train.csv (clip_name,label rows) and train/ with the clips"
     if not data.is_dir():
@@ -99,14 +99,13 @@ def fit(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
     from upcall.engines import add_engine_arguments
 
     parser.add_argument(
         "data", type=Path, metavar="DATA", help="folder with train.csv and train/ (Kaggle layout)"
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder for everything fit makes (resumable)"
-    )
+    cliargs.add_out(parser, "folder for everything fit makes (resumable)", required=True)
     parser.add_argument(
         "--recipe",
         type=Path,
@@ -116,21 +115,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "pooling on the fine spectrogram, SGD at 0.01 with the poly policy over 15 epochs "
         "(`upcall nets` keeps DIGITS's 30), seed 0",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        help="seed of the split, shuffle and training; replaces the recipe's seed (default: "
-        f"the recipe's, {DEFAULT_RECIPE.seed} in the built-in one)",
+    cliargs.add_seed(
+        parser,
+        "seed of the split, shuffle and training; the built-in recipe's is "
+        f"{DEFAULT_RECIPE.seed}, and a --recipe FILE's own seed holds unless --seed is given",
     )
     add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from upcall.cliargs import given
     from upcall.engines import options_from_args
-    from upcall.results.records import read_summary
+    from upcall.job.records import read_summary
 
     recipe = load_recipe(args.recipe) if args.recipe else DEFAULT_RECIPE
-    if args.seed is not None:
+    if given(args, "seed") or args.recipe is None:
         recipe = recipe.with_solver(seed=args.seed)
     job = fit(
         args.data,

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from upcall.errors import BatchFailed, Interrupted, UpcallError
-from upcall.results.records import Summary
+from upcall.job.records import Summary
 from upcall.workflows.recipe import Recipe
 
 if TYPE_CHECKING:
     from upcall.data.traincsv import Clip
     from upcall.engines import Engine
-    from upcall.model.nets import Job
+    from upcall.job.nets import Job
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def check_same_data(layout: Layout, *, clips: bool = True) -> None:
     this data's. Decided by content (``ListsManifest.labels_digest``, ``clips_digest``), never by
     modification times, which `cp -p`, `rsync -a` and `tar` carry over. ``clips`` needs the
     spectrograms brought up to date first (the clips' digest comes from their stamps)."""
-    from upcall.data.lists import ListsManifest
+    from upcall.data.listsfolder import ListsManifest
     from upcall.data.stamps import clips_digest
     from upcall.data.traincsv import labels_digest, read_train_csv
 
@@ -123,7 +123,7 @@ def _label_change(lists_dir: Path, rows: list[Clip]) -> str:
 def check_validation(lists_dir: Path) -> None:
     """UpcallError unless the validation list holds clips of every class: without up-calls the
     validation AUC does not exist and accuracy says nothing, yet training would run and exit 0."""
-    from upcall.data.lists import ListsManifest
+    from upcall.data.listsfolder import ListsManifest
 
     counts = ListsManifest.require(lists_dir).counts["val"]
     absent = [name for name, n in counts.items() if n == 0]
@@ -143,7 +143,8 @@ def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
     labels and clips as they are (else refused, see :func:`check_same_data`), the dataset from
     these lists (else rebuilt)."""
     from upcall.data.dataset import DatasetManifest, build_dataset
-    from upcall.data.lists import ListsManifest, make_lists
+    from upcall.data.lists import make_lists
+    from upcall.data.listsfolder import ListsManifest
     from upcall.data.render import ensure
 
     root = layout.spectrograms
@@ -175,8 +176,8 @@ def run_pipeline(
 
     ``rerun`` names the command to run again after a Ctrl-C ("upcall fit").
     """
-    from upcall.model.datasetinfo import load_dataset
-    from upcall.model.nets import write_job
+    from upcall.job.datasetinfo import load_dataset
+    from upcall.job.nets import write_job
     from upcall.workflows.sweep import train_pending
 
     job = recipe.make_job(load_dataset(make_dataset(layout, recipe, steps=steps)))
@@ -202,7 +203,7 @@ def run_pipeline(
 
 
 def _same_config(folder: Path, job: Job) -> bool:
-    from upcall.model.jobconfig import JobConfig
+    from upcall.job.config import JobConfig
 
     try:
         return JobConfig.read(folder) == JobConfig.from_json(job.config.to_json())

@@ -1,7 +1,7 @@
 """The training recipe: every choice `upcall fit` and `upcall demo` make between clips and model.
 
 A :class:`Recipe` is OUT/recipe.json: spectrogram mode, list options, dataset size, network and
-its builder parameters, solver settings (the fields of :class:`upcall.model.solver.SolverSettings`,
+its builder parameters, solver settings (the fields of :class:`upcall.job.solver.SolverSettings`,
 top-level keys in the file) and seed. :data:`DEFAULT_RECIPE` is the one place its values are
 chosen. A user's recipe file may hold only the keys it changes; :func:`load_recipe` fills the
 rest from :data:`DEFAULT_RECIPE`.
@@ -11,27 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from upcall.data.dataset import DatasetSettings, parse_size
-from upcall.data.lists import LABELS, ListSettings
+from upcall.data.listsfolder import LABELS, ListSettings
 from upcall.data.spectrogram import clip_shape, get_mode
 from upcall.errors import UpcallError
 from upcall.fsutil import read_json
+from upcall.job.solver import SolverSettings
 from upcall.jsonfile import INLINE, JsonFile, plain
-from upcall.model.augment_net import parse_augment
-from upcall.model.classweights import parse_class_weights
-from upcall.model.solver import SolverSettings
+from upcall.network.augment_layer import parse_augment
+from upcall.network.classweights import parse_class_weights
 
 if TYPE_CHECKING:
-    from upcall.model.datasetinfo import DatasetInfo
-    from upcall.model.nets import Job
+    from upcall.job.datasetinfo import DatasetInfo
+    from upcall.job.nets import Job
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ class Recipe(JsonFile):
 
     def make_job(self, dataset: DatasetInfo) -> Job:
         """The job of this recipe on ``dataset`` (the job step's files, not yet written)."""
-        from upcall.model.nets import make_job
+        from upcall.job.nets import make_job
 
         return make_job(
             self.network,
@@ -166,50 +163,6 @@ def recipe_keys() -> list[str]:
     return own + [f.name for f in dataclasses.fields(SolverSettings)]
 
 
-def _key_types() -> dict[str, object]:
-    """Every recipe key → its type, as the dataclass fields declare it."""
-    hints = {k: v for k, v in typing.get_type_hints(Recipe).items() if k not in ("FILE", "solver")}
-    return {**hints, **typing.get_type_hints(SolverSettings)}
-
-
-_KIND_WORDS = {
-    type(None): "null",
-    bool: "true or false",
-    int: "a whole number",
-    float: "a number",
-    str: "text",
-    dict: "an object",
-    tuple: "a list of numbers",
-}
-
-
-def _is_kind(value: object, kind: object) -> bool:
-    """JSON ``value`` read as ``kind``: true is not a number, 2.5 not a whole number."""
-    if kind is type(None):
-        return value is None
-    if isinstance(value, bool):
-        return kind is bool
-    if kind is int:
-        return isinstance(value, int)
-    if kind is float:
-        return isinstance(value, int | float) and math.isfinite(value)
-    if kind is tuple:
-        return isinstance(value, list) and all(_is_kind(v, float) for v in value)
-    return isinstance(value, kind)  # type: ignore[arg-type]
-
-
-def check_types(value: dict[str, Any]) -> None:
-    """UpcallError naming the first key whose value is of the wrong JSON type."""
-    for key, hint in _key_types().items():
-        if key not in value:
-            continue
-        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-        kinds = [typing.get_origin(k) or k for k in (typing.get_args(hint) if union else (hint,))]
-        if not any(_is_kind(value[key], kind) for kind in kinds):
-            wanted = " or ".join(_KIND_WORDS.get(k, str(k)) for k in kinds)
-            raise UpcallError(f"{key} must be {wanted}, not {json.dumps(value[key])}")
-
-
 # Stands in for the data when a recipe is checked before any is made (load_recipe).
 NOMINAL_CLIPS = 1000
 
@@ -219,7 +172,7 @@ def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS) -> None:
     clips, so that what the job step would refuse (an unknown network, bad network parameters,
     class weights for another number of classes, more iterations than Caffe counts) is a
     one-line error naming the key before any step runs, not after the spectrograms and LMDB."""
-    from upcall.model.netload import load_network
+    from upcall.network.load import load_network
 
     try:
         load_network(recipe.network)
@@ -248,7 +201,7 @@ def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS) -> None:
 
 def _stand_in(recipe: Recipe, clips: int) -> DatasetInfo:
     """A dataset of the recipe's image size and split, half of each class; nothing on disk."""
-    from upcall.model.datasetinfo import DatasetInfo
+    from upcall.job.datasetinfo import DatasetInfo
 
     size = parse_size(recipe.size)
     height, width = size if size else clip_shape(recipe.spectrogram_mode)
@@ -284,7 +237,6 @@ def load_recipe(path: str | os.PathLike, base: Recipe = DEFAULT_RECIPE) -> Recip
     if value.get("network", base.network) != base.network and "network_params" not in value:
         value = {**value, "network_params": {}}  # base's parameters are for base's network
     try:
-        check_types(value)
         recipe = Recipe.from_json({**base.to_json(), **plain(value)}, source=path)
         check_buildable(recipe)
     except UpcallError as e:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import os
 import signal
 import sys
 from pathlib import Path
 
 from upcall.errors import Interrupted, UpcallError
-from upcall.parallel import cap_workers, start_worker, starting_workers
+from upcall.parallel import cap_workers, start_process, starting_workers
 from upcall.workflows.search_study import SearchSettings, Worker
 
 HELP = "search network and solver settings with Optuna, one job folder per trial"
@@ -40,7 +39,9 @@ DEFAULT_LR_POLICIES = "fixed,step,exp"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
     from upcall.engines import add_engine_arguments
+    from upcall.network.zoo import NETWORKS
 
     parser.add_argument(
         "data",
@@ -50,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "train/), made into DIR/dataset first as `upcall fit` makes its dataset (DATA is only "
         "read)",
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="search folder")
+    cliargs.add_out(parser, "search folder", required=True)
     parser.add_argument(
         "--trials",
         type=int,
@@ -67,21 +68,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--study", default="upcall-search", help="study name in the storage (default upcall-search)"
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
+    cliargs.add_workers(
+        parser,
+        "is a process training one trial after another, with cores / N CPU threads unless "
+        "--threads says otherwise",
         default=1,
-        metavar="K",
-        help="worker processes on this machine sharing the study (default 1); CPU threads are "
-        "split between them",
+        why="one trial's training already uses every core",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seeds the sampler and each trial's job (default 0)"
-    )
+    cliargs.add_seed(parser, "seed of the sampler and of each trial's job")
     space = parser.add_argument_group("search space")
-    space.add_argument(
-        "--networks",
-        help="comma-separated registry names (default: every network that fits the dataset)",
+    cliargs.add_networks(
+        space, NETWORKS, default=None, paths=False, none="every network that fits the dataset"
     )
     space.add_argument(
         "--lr-range",
@@ -175,7 +172,7 @@ def make_search_dataset(data: Path, out: Path, seed: int) -> None:
 def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
     """The settings from the command line, checked; ``networks`` are the named ones (default
     all) until :func:`_fitting` keeps those that fit the dataset, which may not exist yet."""
-    from upcall.model.networks import NETWORKS
+    from upcall.network.zoo import NETWORKS
     from upcall.workflows.search_study import safe_url
 
     if args.trials < 1:
@@ -215,7 +212,7 @@ def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
 def _fitting(settings: SearchSettings, named: bool) -> SearchSettings:
     """``settings`` with the networks that fit its (now made) dataset; a named one that does
     not is an error."""
-    from upcall.model.datasetinfo import load_dataset
+    from upcall.job.datasetinfo import load_dataset
     from upcall.workflows.search_space import fitting_networks
 
     names = settings.networks if named else None
@@ -277,13 +274,10 @@ def _work_here(worker: Worker) -> None:
         ) from e
 
 
-def _worker_main(worker: Worker, parent: int) -> None:
-    """A spawned worker: it dies with its parent; its own session, so a terminal's Ctrl-C (or
-    ``timeout``'s SIGTERM to the group) reaches it once, through the parent, as SIGINT (a second
-    SIGINT would abort training without a snapshot)."""
-    start_worker(parent)
-    os.setsid()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent's SIGINT stops it
+def _worker_main(worker: Worker) -> None:
+    """A worker process (:func:`upcall.parallel.start_process`): it dies with its parent; its own
+    session, so a terminal's Ctrl-C (or ``timeout``'s SIGTERM to the group) reaches it once,
+    through the parent, as SIGINT (a second SIGINT would abort training without a snapshot)."""
     try:
         _work_here(worker)
     except Interrupted as e:
@@ -295,12 +289,9 @@ def _worker_main(worker: Worker, parent: int) -> None:
 
 
 def _work_in_processes(workers: list[Worker]) -> None:
-    """Run each worker in a spawned process; Ctrl-C here is passed on to each, once."""
-    context = multiprocessing.get_context("spawn")  # no forked torch or sqlite state
-    processes = [context.Process(target=_worker_main, args=(w, os.getpid())) for w in workers]
-    with starting_workers():
-        for p in processes:
-            p.start()
+    """Run each worker in a worker process; Ctrl-C here is passed on to each, once."""
+    with starting_workers():  # a Ctrl-C meanwhile comes once all are started, so reaches each
+        processes = [start_process(_worker_main, w) for w in workers]
     interrupted = False
     try:
         for p in processes:

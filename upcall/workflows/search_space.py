@@ -1,8 +1,8 @@
 """What ``upcall search`` varies: one table of parameters, and a trial's job folder from them.
 
 Each :class:`Param` is one Optuna distribution and says where its value goes: a field of
-:class:`upcall.model.solver.SolverSettings` ("solver"), a keyword of
-:func:`upcall.model.nets.make_job` ("job": the batch size), or the network itself. An option
+:class:`upcall.job.solver.SolverSettings` ("solver"), a keyword of
+:func:`upcall.job.nets.make_job` ("job": the batch size), or the network itself. An option
 that ``upcall nets`` gains later (class weights, augmentation) joins the search as one more row
 of :func:`search_space`, by the name of its ``make_job`` keyword (with a converter in
 :data:`CONVERTERS` when ``make_job`` takes an object rather than the flag's text): class weights
@@ -24,20 +24,20 @@ from upcall.errors import UpcallError
 if TYPE_CHECKING:
     import optuna
 
-    from upcall.model.datasetinfo import DatasetInfo
-    from upcall.model.nets import Job
+    from upcall.job.datasetinfo import DatasetInfo
+    from upcall.job.nets import Job
 
 TARGETS = ("solver", "job", "network")
 
 
 def _class_weights(text: str, seed: int) -> Any:
-    from upcall.model.classweights import parse_class_weights
+    from upcall.network.classweights import parse_class_weights
 
     return parse_class_weights(text)
 
 
 def _augment(text: str, seed: int) -> Any:
-    from upcall.model.augment_net import parse_augment
+    from upcall.network.augment_layer import parse_augment
 
     return parse_augment(text, seed=seed)
 
@@ -86,7 +86,7 @@ def search_space(
     augment: Sequence[str] = ("none",),
 ) -> tuple[Param, ...]:
     """The table the study searches; checks each range and choice."""
-    from upcall.model.solver import LR_POLICIES, SOLVER_TYPES
+    from upcall.job.solver import LR_POLICIES, SOLVER_TYPES
 
     low, high = lr_range
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
@@ -133,9 +133,9 @@ def search_space(
 def fitting_networks(dataset: DatasetInfo, names: Sequence[str] | None = None) -> list[str]:
     """``names`` (default: every registry network) that can be built for ``dataset``; a named
     network that cannot is an error, unnamed ones are left out quietly."""
-    from upcall.model.nets import make_job
-    from upcall.model.networks import NETWORKS
-    from upcall.model.solver import SolverSettings
+    from upcall.job.nets import make_job
+    from upcall.job.solver import SolverSettings
+    from upcall.network.zoo import NETWORKS
 
     fitting = []
     for name in names or list(NETWORKS):
@@ -161,8 +161,8 @@ def trial_job(
     gpu: bool = False,
 ) -> Job:
     """The job folder's files for one trial's ``values``, named ``name``, with Caffe seed ``seed``."""
-    from upcall.model.nets import make_job
-    from upcall.model.solver import SolverSettings
+    from upcall.job.nets import make_job
+    from upcall.job.solver import SolverSettings
 
     solver = {p.name: values[p.name] for p in space if p.target == "solver"}
     job_args = {

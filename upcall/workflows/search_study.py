@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import optuna
 
     from upcall.engines import EngineOptions
-    from upcall.results.records import TestRecord
+    from upcall.job.records import TestRecord
 
 JOURNAL = "study.journal"  # the default storage, in the search folder
 TRIALS = "trials"  # DIR/trials/<number>/: one job folder per trial
@@ -95,7 +95,7 @@ class SearchSettings(JsonFile):
 
 @dataclass(frozen=True)
 class Worker:
-    """What one worker process needs (picklable: workers are spawned with it)."""
+    """What one worker process needs (picklable: upcall.parallel.start_process hands it over)."""
 
     index: int  # 0..K-1; offsets the sampler's seed
     settings: SearchSettings
@@ -295,8 +295,8 @@ def run_trial(trial: optuna.Trial, worker: Worker, engine) -> float:
     Raises ``optuna.TrialPruned`` when the pruner stops it at a validation pass.
     """
     from upcall.engines.loop import watching
-    from upcall.model.datasetinfo import load_dataset
-    from upcall.model.nets import write_job
+    from upcall.job.datasetinfo import load_dataset
+    from upcall.job.nets import write_job
     from upcall.workflows.search_space import trial_job
 
     s = worker.settings

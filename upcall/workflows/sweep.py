@@ -67,9 +67,9 @@ def write_jobs(
     A job that cannot be written (one with training results from other settings) is reported
     and left out; the others go on.
     """
-    from upcall.model.datasetinfo import load_dataset
-    from upcall.model.nets import make_jobs, write_job
-    from upcall.model.solver import SolverSettings
+    from upcall.job.datasetinfo import load_dataset
+    from upcall.job.nets import make_jobs, write_job
+    from upcall.job.solver import SolverSettings
 
     folders = []
     for job in make_jobs(
@@ -84,37 +84,35 @@ def write_jobs(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from upcall import cliargs
     from upcall.engines import add_engine_arguments
-    from upcall.model.nets import DEFAULT_NETWORK
+    from upcall.job.nets import DEFAULT_NETWORK
+    from upcall.network.zoo import NETWORKS
 
     parser.add_argument("--dataset", required=True, help="dataset folder made by `upcall lmdb`")
-    parser.add_argument(
-        "--networks",
-        default=DEFAULT_NETWORK,
-        help=f"comma-separated, as for `upcall nets` (default {DEFAULT_NETWORK})",
-    )
+    cliargs.add_networks(parser, NETWORKS, default=DEFAULT_NETWORK)
     parser.add_argument(
         "--lr",
         default="0.001,0.005,0.01,0.05",
         help="comma-separated rates (default 0.001,0.005,0.01,0.05, the tutorial's)",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=5, help="training epochs (default 5, the tutorial's)"
+    cliargs.add_epochs(
+        parser,
+        5,
+        "the tutorial's sweep, 5 epochs a rate, so its four rates train in less time than one "
+        "job of `upcall nets`'s DIGITS default of 30",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="Caffe random_seed (default 0, so the jobs of a sweep differ only in what is swept)",
+    cliargs.add_seed(
+        parser, "Caffe random_seed of every job, so the jobs of a sweep differ only in what is swept"
     )
-    parser.add_argument("--out", required=True, type=Path, help="folder for the job folders")
+    cliargs.add_out(parser, "folder for the job folders", required=True)
     add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from upcall.engines import JobStatus, get_engine, options_from_args
-    from upcall.model.nets import parse_lrs
-    from upcall.results.report import make_report
+    from upcall.job.nets import parse_lrs
+    from upcall.reports.report import make_report
 
     engine = get_engine(args.engine, options_from_args(args))
     out = args.out.resolve()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from upcall.results.records import Summary
+    from upcall.job.records import Summary
 
 HELP = "train a job directory (solver + train_val prototxt on its LMDBs) with Caffe's semantics"
 
@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from upcall.engines import get_engine, options_from_args
-    from upcall.engines.jobspec import job_dir
+    from upcall.job.spec import job_dir
 
     # Ctrl-C raises upcall.errors.Interrupted, which the CLI reports (once) with exit status 130
     engine = get_engine(args.engine, options_from_args(args))

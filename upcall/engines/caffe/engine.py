@@ -13,9 +13,7 @@ iteration 0, the initial weights, made with the solver's seed and handed to Caff
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -24,21 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from upcall.augment.caffe_layer import FIRST_BATCH
 from upcall.data.datum import open_db
 from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
 from upcall.engines.caffe import root as caffe
 from upcall.engines.caffe.log import LogState
 from upcall.engines.caffe.options import Options
-from upcall.engines.caffe.pylayer import FIRST_BATCH
-from upcall.engines.jobspec import JobSpec, check_data, classifier_head, load_job
-from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
+from upcall.job import snapshots as sets
+from upcall.job.records import Summary
+from upcall.job.spec import JobSpec, check_data, classifier_head, load_job
+from upcall.job.state import start_point
 from upcall.lock import folder_lock
 from upcall.parallel import default_workers
 from upcall.proto import caffe_pb2, to_text
-from upcall.results.records import Summary
 
 __all__ = ["CAFFE_LOG", "INIT_WEIGHTS", "SOLVER", "CaffeEngine", "LogState"]
 
@@ -53,7 +52,6 @@ GLOG_ENV = {
     "GLOG_minloglevel": "0",
     "GLOG_colorlogtostderr": "0",
 }
-_SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.caffemodel$")
 
 
 class CaffeEngine:
@@ -169,9 +167,11 @@ class _Run:
             args.append(f"--weights={INIT_WEIGHTS}")
         return args
 
-    def _pycaffe(self, script: str) -> object:
-        return caffe.run_pycaffe(
-            script,
+    def _pycaffe(self, program: str, params: dict) -> object:
+        """Run one of :mod:`upcall.engines.caffe.programs` in the job folder."""
+        return caffe.run_program(
+            program,
+            params,
             binds=self.binds,
             cwd=self.spec.job,
             caffe_bin=self.options.caffe_bin,
@@ -186,7 +186,7 @@ class _Run:
             "out": str(spec.job / INIT_WEIGHTS),
         }
         try:
-            self._pycaffe(_INIT_SCRIPT.replace("PARAMS", repr(json.dumps(params))))
+            self._pycaffe("init_weights", params)
         except UpcallError as e:
             raise UpcallError(f"{params['net']}: Caffe cannot build the TRAIN net: {e}") from e
 
@@ -220,9 +220,9 @@ class _Run:
                     yield Display(iter=it, loss=loss, lr=lr)
                     yield Step(iter=it, loss=loss)
                 if len(state.snapshots) > snapshots and (
-                    m := _SNAPSHOT_ITER.search(state.snapshots[-1])
+                    (it := sets.iteration_of(state.snapshots[-1], (".caffemodel",))) is not None
                 ):
-                    yield Snapshotted(int(m.group(1)))
+                    yield Snapshotted(it)
             return proc.wait()
         finally:
             if proc.poll() is None:  # the loop stopped early (NaN loss, a second Ctrl-C)
@@ -237,15 +237,15 @@ class _Run:
             return {}
         spec = self.spec
         with tempfile.TemporaryDirectory(dir=spec.job, prefix=".scores-") as tmp:
-            self._pycaffe(self._score_script(weights, Path(tmp)))
+            self._pycaffe("score", self._score_params(weights, Path(tmp)))
             scored = {}
             for it in weights:
                 npz = np.load(Path(tmp) / f"{it}.npz")
                 scored[it] = Scored(scores=npz["scores"], labels=npz["labels"].astype(np.int64))
             return scored
 
-    def _score_script(self, weights: dict[int, Path], out: Path) -> str:
-        params = {
+    def _score_params(self, weights: dict[int, Path], out: Path) -> dict:
+        return {
             "net": str(self.spec.job / self.spec.solver.net),
             "models": {str(it): str(p) for it, p in weights.items()},
             "batches": self.spec.val_pass.batches,
@@ -254,41 +254,6 @@ class _Run:
             "gpu": caffe.pycaffe_gpu(self.options.gpu),
             "out": str(out),
         }
-        return _SCORE_SCRIPT.replace("PARAMS", repr(json.dumps(params)))
-
-
-# pycaffe: the TEST net's batches for each model (a new net reads from the first record),
-# keeping every sample's softmax scores and label.
-_SCORE_SCRIPT = """
-import json, caffe, numpy as np
-p = json.loads(PARAMS)
-if p["gpu"] is not None:
-    caffe.set_mode_gpu()
-    caffe.set_device(p["gpu"])
-for it, model in p["models"].items():
-    net = caffe.Net(p["net"], caffe.TEST, weights=model)
-    scores, labels = [], []
-    for _ in range(p["batches"]):
-        net.forward()
-        z = net.blobs[p["scores"]].data
-        z = z.reshape(len(z), -1)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        scores.append(z / z.sum(axis=1, keepdims=True))
-        labels.append(net.blobs[p["labels"]].data.ravel().copy())
-    np.savez(p["out"] + "/" + it + ".npz", scores=np.concatenate(scores),
-             labels=np.concatenate(labels))
-print(json.dumps(sorted(p["models"])))
-"""
-
-# The TRAIN net as its fillers make it (seeded like Caffe's solver); Caffe then starts from these
-# weights (--weights), so the iteration-0 validation scores the very weights Caffe trains.
-_INIT_SCRIPT = """
-import json, caffe
-p = json.loads(PARAMS)
-caffe.set_random_seed(p["seed"])
-caffe.Net(p["net"], caffe.TRAIN).save(p["out"])
-print(json.dumps(p["out"]))
-"""
 
 
 def _binds(spec: JobSpec) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The caffe engine's registration: its options (``--caffe-bin``) and how it starts."""
+"""The caffe engine's registration: its options (``--caffe-bin``); how it starts is ``start.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from upcall.engines.base import Engine, EngineOptions
+from upcall.engines.base import EngineOptions
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,3 @@ class Options(EngineOptions):
             metavar="PATH",
             help="your own caffe binary (as UPCALL_CAFFE does; default: the bundled Caffe)",
         )
-
-
-def create(options: Options) -> Engine:
-    from upcall.engines.caffe.engine import CaffeEngine
-
-    return CaffeEngine(options)

@@ -5,8 +5,9 @@ By default Caffe is Debian bullseye's CPU build in a root made by ``scripts/inst
 its tools run through the root's ``upcall-run`` launcher (bubblewrap) with the host directories
 they need bound read-write at the same path. ``UPCALL_CAFFE=/path/to/caffe`` (or ``--caffe-bin``)
 points at a user's own build instead (a CUDA build, an NVIDIA container): its tools then run
-directly, the other tools from the same directory; pycaffe scripts run with
-``UPCALL_CAFFE_PYTHON`` when it is set, else with the bullseye root's python3.
+directly, the other tools from the same directory; pycaffe (the programs in ``programs/``,
+:func:`run_program`) runs with ``UPCALL_CAFFE_PYTHON`` when it is set, else with the bullseye
+root's python3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +33,8 @@ MARKER = "upcall-caffe.json"  # written last by the install script: the root is 
 LAUNCHER = "upcall-run"
 # upcall/engines/caffe/root.py → the checkout root
 INSTALL_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "install-caffe.sh"
+# Programs that run under the root's python3 (see upcall/engines/caffe/programs/__init__.py)
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 INSTALL_HINT = "install it with `upcall caffe install` (as root) or set UPCALL_CAFFE=/path/to/caffe"
 # glog prefixes an ERROR or FATAL line with E or F and the date: "F1124 09:01:02.123 ...".
 _GLOG_ERROR = re.compile(r"^[EF]\d{4} ")
@@ -205,12 +209,54 @@ def run_pycaffe(
         # pycaffe logs every layer of a net it loads otherwise
         env={**(env or {}), "GLOG_minloglevel": "2"},
     )
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return _last_json("pycaffe script", result.stdout)
+
+
+def run_program(
+    name: str,
+    params: dict,
+    *,
+    binds: Sequence[Path] = (),
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    caffe_bin: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+) -> object:
+    """Run the pycaffe program ``programs/<name>.py`` as ``python3 PROGRAM PARAMS_FILE`` (the
+    JSON of ``params``); return the JSON it prints on its last line.
+
+    The program and its parameters go to a temporary directory bound into the root (the package
+    itself may sit where the launcher cannot bind it, and a long parameter list could pass the
+    kernel's limit on one argument); the other arguments are :func:`run_pycaffe`'s.
+    """
+    program = PROGRAMS / f"{name}.py"
+    # In the root, /var, /usr, /opt ... are the root's own, read-only: a TMPDIR under them
+    # cannot be bound; under /tmp (a tmpfs inside) any directory can.
+    where = None if os.environ.get("UPCALL_CAFFE_PYTHON") else "/tmp"
+    with tempfile.TemporaryDirectory(prefix="upcall-program-", dir=where) as tmp:
+        copy, params_file = Path(tmp) / program.name, Path(tmp) / "params.json"
+        shutil.copyfile(program, copy)
+        params_file.write_text(json.dumps(params), encoding="utf-8")
+        result = run_tool(
+            "python3",
+            str(copy),
+            str(params_file),
+            binds=[*binds, Path(tmp)],
+            cwd=cwd,
+            timeout=timeout,
+            caffe_bin=caffe_bin,
+            env={**(env or {}), "GLOG_minloglevel": "2"},  # as run_pycaffe
+        )
+    return _last_json(f"pycaffe program {program.name}", result.stdout)
+
+
+def _last_json(what: str, stdout: str) -> object:
+    lines = [line for line in stdout.splitlines() if line.strip()]
     try:
         return json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError) as e:
         last = lines[-1][:200] if lines else "nothing"
-        raise UpcallError(f"pycaffe script printed no JSON on its last line (got {last!r})") from e
+        raise UpcallError(f"{what} printed no JSON on its last line (got {last!r})") from e
 
 
 def python_env(folder: Path, *, caffe_bin: str | os.PathLike | None = None) -> dict[str, str]:

@@ -32,14 +32,14 @@ from upcall.engines.caffe.engine import CAFFE_LOG
 from upcall.engines.caffe.log import LogState
 from upcall.engines.digits.options import Options
 from upcall.engines.digits.record import DigitsRecord
-from upcall.engines.jobspec import JobSpec, job_dir, load_job
-from upcall.engines.jobstate import clear_results, start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
-from upcall.engines.snapshots import write_set
 from upcall.errors import UpcallError
+from upcall.job import snapshots as sets
+from upcall.job.config import JobConfig
+from upcall.job.records import Summary
+from upcall.job.spec import JobSpec, job_dir, load_job
+from upcall.job.state import clear_results, start_point
 from upcall.lock import folder_lock
-from upcall.model.jobconfig import JobConfig
-from upcall.results.records import Summary
 
 DIGITS_FILES = "digits"  # JOB/digits/: what download.tar.gz holds (DIGITS's own prototxts)
 
@@ -221,14 +221,14 @@ class _Remote:
     def _snapshots(self) -> Iterator[Event]:
         """Each snapshot the log names, fetched whole (.solverstate, then .caffemodel)."""
         for name in dict.fromkeys(Path(s).name for s in self.state.snapshots):
-            if not name.endswith(".caffemodel"):
+            it = sets.iteration_of(name, (".caffemodel",))
+            if it is None:
                 continue
-            it = int(name.rsplit("_iter_", 1)[1].split(".")[0])
             members = {}
             for suffix in (".solverstate", ".caffemodel"):
                 remote = f"{self.record.model_id}/{name.removesuffix('.caffemodel')}{suffix}"
                 members[suffix] = self.client.file(remote)
-            write_set(self.spec, it, {s: _writer(data) for s, data in members.items()})
+            sets.write_set(self.spec, it, {s: _writer(data) for s, data in members.items()})
             yield Snapshotted(it)
 
     def stop(self) -> None:
@@ -247,13 +247,13 @@ class _Remote:
         if self.spec.test_data is None:
             return {}
         from upcall.data.datum import load_db
-        from upcall.engines.predict import load_predictor
+        from upcall.engines.torch.deploy import deploy_probabilities
 
         try:
             images, labels = load_db(self.spec.test_data.source)
             return {
                 it: Scored(
-                    scores=load_predictor(self.spec.job, snapshot=it).probabilities(images),
+                    scores=deploy_probabilities(self.spec.job, images, snapshot=it),
                     labels=labels,
                 )
                 for it in weights

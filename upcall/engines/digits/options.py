@@ -1,11 +1,12 @@
-"""The digits engine's registration: its options (``--digits-url`` ...) and how it starts."""
+"""The digits engine's registration: its options (``--digits-url`` ...); how it starts is
+``start.py``."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
 
-from upcall.engines.base import Engine, EngineOptions
+from upcall.engines.base import EngineOptions
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,3 @@ class Options(EngineOptions):
             action="store_true",
             help="give DIGITS the lists as server paths instead of uploading them",
         )
-
-
-def create(options: Options) -> Engine:
-    from upcall.engines.digits.engine import DigitsEngine
-
-    return DigitsEngine(options)

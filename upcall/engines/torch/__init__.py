@@ -22,7 +22,6 @@ _WHERE = {
     "LAYERS": "layers",
     "CaffeNet": "net",
     "ParamSpec": "net",
-    "filter_net": "net",
     "CaffeSolver": "solver",
     "SolverSnapshot": "solver",
     "learning_rate": "solver",

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from upcall.errors import UpcallError
+from upcall.job.spec import DataSpec
 from upcall.proto import caffe_pb2
 
 
@@ -38,7 +39,7 @@ class Transform:
     @classmethod
     def from_param(cls, param: caffe_pb2.TransformationParameter, *, base: Path) -> Transform:
         """Build from a layer's transform_param; a relative mean_file resolves against ``base``."""
-        from upcall.engines.predict import transform_mean
+        from upcall.data.datum import transform_mean
 
         return cls(
             scale=float(param.scale),
@@ -46,6 +47,11 @@ class Transform:
             crop_size=int(param.crop_size),
             mean=transform_mean(param, base=base),
         )
+
+    @classmethod
+    def of(cls, data: DataSpec) -> Transform:
+        """The transform of a job's Data layer (its mean file resolved against the job)."""
+        return cls.from_param(data.transform_param, base=data.base)
 
     def output_shape(self, chw: tuple[int, int, int]) -> tuple[int, int, int]:
         c, h, w = chw

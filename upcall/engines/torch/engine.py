@@ -33,17 +33,17 @@ import numpy as np
 import torch
 
 from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
-from upcall.engines.jobspec import DataSpec, JobSpec, classifier_head, load_job
-from upcall.engines.jobstate import start_point
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
-from upcall.engines.torch.data import Feeder
+from upcall.engines.torch.data import Feeder, Transform
 from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.options import Options
 from upcall.engines.torch.pylayers import seek
 from upcall.errors import UpcallError
+from upcall.job.records import Summary
+from upcall.job.spec import DataSpec, JobSpec, classifier_head, load_job
+from upcall.job.state import start_point
 from upcall.lock import folder_lock
 from upcall.proto import caffe_pb2
-from upcall.results.records import Summary
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
@@ -116,7 +116,7 @@ class _Run:
         self.train_feed = Feeder(
             spec.train_data.source,
             batch_size=spec.train_data.batch_size,
-            transform=spec.train_data.transform,
+            transform=Transform.of(spec.train_data),
             train=True,
             seed=spec.seed,
             device=device,
@@ -126,7 +126,7 @@ class _Run:
             self.test_feed = Feeder(
                 spec.test_data.source,
                 batch_size=spec.test_data.batch_size,
-                transform=spec.test_data.transform,
+                transform=Transform.of(spec.test_data),
                 train=False,
                 seed=spec.seed + 1,
                 device=device,
@@ -282,9 +282,9 @@ class _Run:
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> Iterator[Event]:
         """Caffe's snapshot pair for the current iteration, plus our .rng.pt (see module doc),
-        written as one set (:func:`upcall.engines.snapshots.write_set`)."""
-        from upcall.engines.snapshots import write_set
+        written as one set (:func:`upcall.job.snapshots.write_set`)."""
         from upcall.engines.torch.caffemodel import save_caffemodel, save_solverstate
+        from upcall.job.snapshots import write_set
 
         spec = self.spec
         model = spec.snapshot_path(self.iter, ".caffemodel")

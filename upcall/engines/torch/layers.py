@@ -19,7 +19,7 @@ from upcall.engines.torch.base import TEST, TRAIN, BuildContext, Layer, make_par
 from upcall.engines.torch.losses import Accuracy, InfogainLoss, SoftmaxWithLoss
 from upcall.engines.torch.pylayers import python_layer
 from upcall.errors import UpcallError
-from upcall.model.shapes import pair, pool_out
+from upcall.network.shapes import pair, pool_out
 from upcall.proto import caffe_pb2
 
 INPUT_TYPES = frozenset({"Data", "Input"})  # tops come from the caller, not from a module

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from upcall.engines.torch.base import Layer
 from upcall.errors import UpcallError
+from upcall.metrics import classes_at_or_above
 from upcall.proto import blob_to_array, caffe_pb2, read_binary
-from upcall.results.metrics import classes_at_or_above
 
 _LOG_FLT_MIN = math.log(1.1754943508222875e-38)  # Caffe clamps probabilities at FLT_MIN
 _LOG_INFOGAIN_MIN = math.log(1e-20)  # InfogainLoss's kLOG_THRESHOLD

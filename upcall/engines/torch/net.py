@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from upcall.engines.torch.layers import INPUT_TYPES, LOSS_TYPES, BuildContext, Layer, build_layer
+from upcall.engines.torch.base import BuildContext, Layer
+from upcall.engines.torch.layers import INPUT_TYPES, LOSS_TYPES, build_layer
 from upcall.errors import UpcallError
-from upcall.model.netstate import filter_net  # re-exported: the torch engine's users import it here
+from upcall.network.phase import filter_net
 from upcall.proto import caffe_pb2
 
 

@@ -3,17 +3,17 @@
 Caffe imports a Python layer's module and calls it; the torch engine cannot run arbitrary
 Python written against pycaffe, so it knows the layers upcall writes itself and runs their
 numpy code: today the online augmentation layer (``upcall nets --augment``), which calls
-:meth:`upcall.model.augment.OnlineAugment.apply` exactly as the Caffe layer does.
+:meth:`upcall.augment.batches.OnlineAugment.apply` exactly as the Caffe layer does.
 """
 
 from __future__ import annotations
 
 import torch
 
+from upcall.augment.batches import OnlineAugment, batch_rng
 from upcall.engines.torch.base import BuildContext, Layer
 from upcall.errors import UpcallError
-from upcall.model.augment import OnlineAugment, batch_rng
-from upcall.model.augment_net import LAYER_CLASS, MODULE
+from upcall.network.augment_layer import LAYER_CLASS, MODULE
 from upcall.proto import caffe_pb2
 
 

@@ -1,0 +1,175 @@
+"""A job directory, parsed for an engine: solver, net, the Data layers, snapshot names.
+
+Every engine reads a job the same way (ARCHITECTURE.md §5): ``solver.prototxt`` names the net;
+Data-layer sources and mean files resolve against the job directory, as Caffe resolves them when
+it runs there; ``config.json`` adds the network name, the seed and the dataset (for class names).
+Torch-free, so ``--engine caffe`` (and a remote engine) neither loads nor needs torch; the torch
+engine resolves the Data layers' transform_param when it feeds them. Snapshot names are
+:mod:`upcall.job.snapshots`'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from upcall.data.listsfolder import read_labels
+from upcall.errors import UpcallError
+from upcall.job import snapshots
+from upcall.job.config import JobConfig
+from upcall.network.phase import filter_net
+from upcall.proto import caffe_pb2, read_text
+
+TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """One phase's Data layer: where its records are and how they are fed."""
+
+    source: Path
+    batch_size: int
+    transform_param: caffe_pb2.TransformationParameter
+    base: Path  # what a relative mean_file resolves against: the job directory
+    tops: tuple[str, ...]  # (data, label)
+
+
+@dataclass(frozen=True)
+class ValPass:
+    """How every engine scores the validation set for upcall's figures: each record once.
+
+    Caffe's test pass runs ``test_iter`` batches and wraps around the LMDB to fill the last one
+    (DIGITS sets test_iter = ceil(N / batch)), so when N is not a multiple of the batch the first
+    records count twice: 150 clips with batch 100 gave 200 scores, 50 of them repeats. Engines
+    run :attr:`batches` batches from the first record, whatever test_iter says, and the run loop
+    keeps the first :attr:`count` scores (:meth:`keep`): Caffe's wrapped tail is dropped.
+    """
+
+    count: int  # records in the validation LMDB
+    batch_size: int
+
+    @property
+    def batches(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def keep(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The scores and labels of each record once: the first ``count`` of a pass that began
+        at the first record (an engine gave too few is a bug, not a smaller validation set)."""
+        if len(scores) < self.count or len(labels) != len(scores):
+            raise UpcallError(
+                f"a validation pass gave {len(scores)} scores and {len(labels)} labels for "
+                f"{self.count} validation records"
+            )
+        return scores[: self.count], labels[: self.count]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job directory, parsed: the solver, the net and the two Data layers."""
+
+    job: Path
+    solver: caffe_pb2.SolverParameter
+    net: caffe_pb2.NetParameter
+    train_data: DataSpec
+    test_data: DataSpec | None
+    class_names: tuple[str, ...]
+    network: str
+    seed: int
+    prefix: Path  # snapshot prefix, resolved against the job directory
+
+    def snapshot_path(self, it: int, suffix: str) -> Path:
+        return snapshots.path(self, it, suffix)
+
+    @cached_property
+    def val_pass(self) -> ValPass | None:
+        """The validation pass (its LMDB's size read once); None without a TEST Data layer."""
+        from upcall.data.datum import open_db  # lmdb; only a run needs it
+
+        if self.test_data is None:
+            return None
+        with open_db(self.test_data.source) as env:
+            count = int(env.stat()["entries"])
+        return ValPass(count=count, batch_size=self.test_data.batch_size)
+
+
+def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec | None:
+    layers = [lay for lay in filter_net(net, phase=phase).layer if lay.type == "Data"]
+    if not layers:
+        return None
+    if len(layers) > 1:
+        raise UpcallError(f"{job}: more than one Data layer in phase {caffe_pb2.Phase.Name(phase)}")
+    lay = layers[0]
+    p = lay.data_param
+    if p.backend != caffe_pb2.DataParameter.LMDB:
+        raise UpcallError(f"{job}: Data layer {lay.name!r} must use backend: LMDB")
+    if len(lay.top) != 2:
+        raise UpcallError(f"{job}: Data layer {lay.name!r} needs two tops (data, label)")
+    return DataSpec(
+        source=job / p.source,
+        batch_size=int(p.batch_size),
+        transform_param=lay.transform_param,
+        base=job,
+        tops=tuple(lay.top),
+    )
+
+
+def job_dir(path: Path) -> Path:
+    """The job directory ``path`` names: itself, or the folder of a ``solver.prototxt`` given."""
+    path = Path(path)
+    return path.parent if path.name == "solver.prototxt" and path.is_file() else path
+
+
+def load_job(job: Path) -> JobSpec:
+    """Parse a job directory made by ``upcall nets`` (or by hand, with Caffe's files); its
+    ``solver.prototxt`` names it too."""
+    job = job_dir(job).resolve()
+    solver_path = job / "solver.prototxt"
+    if not solver_path.exists():
+        raise UpcallError(f"{solver_path}: no such file (is {job} a job directory?)")
+    solver = read_text(solver_path, caffe_pb2.SolverParameter())
+    if not solver.net:
+        raise UpcallError(f"{solver_path}: needs a 'net:' (train_val.prototxt)")
+    net = read_text(job / solver.net, caffe_pb2.NetParameter())
+    train = _data_spec(net, TRAIN, job)
+    if train is None:
+        raise UpcallError(f"{job / solver.net}: no Data layer for the TRAIN phase")
+    config = JobConfig.read(job) or JobConfig(network=net.name)
+    config.check_dataset(job)  # a dataset rebuilt under the job would feed it the wrong images
+    # Caffe's meaning: a solver random_seed wins; a job made without a seed (a DIGITS form left
+    # blank, an older upcall nets) records null
+    seed = solver.random_seed if solver.random_seed >= 0 else int(config.seed or 0)
+    labels = config.dataset_path() / "labels.txt" if config.dataset else None
+    names = read_labels(labels) if labels is not None and labels.is_file() else None
+    return JobSpec(
+        job=job,
+        solver=solver,
+        net=net,
+        train_data=train,
+        test_data=_data_spec(net, TEST, job),
+        class_names=tuple(names or ("not-whale", "whale")),
+        network=config.network,
+        seed=seed,
+        prefix=job / (solver.snapshot_prefix or snapshots.DEFAULT_PREFIX),
+    )
+
+
+def classifier_head(net: caffe_pb2.NetParameter) -> caffe_pb2.LayerParameter | None:
+    """The last SoftmaxWithLoss of the TEST phase, (scores, label) -> loss: the head AUC is
+    taken from; None when there is none."""
+    heads = [lay for lay in filter_net(net, phase=TEST).layer if lay.type == "SoftmaxWithLoss"]
+    return heads[-1] if heads else None
+
+
+def check_data(spec: JobSpec) -> None:
+    """UpcallError naming the file unless every Data layer's LMDB opens and reads (size, first
+    and last record): checked before an engine starts, so a bad database is blamed, not the
+    net that names it."""
+    from upcall.data.datum import open_db  # lmdb; only a run needs it
+
+    for data in (spec.train_data, spec.test_data):
+        if data is not None:
+            with open_db(data.source):
+                pass
