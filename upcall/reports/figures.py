@@ -113,6 +113,9 @@ def against_lr(nets: dict[str, list[Entry]], baseline: list[Entry]) -> bytes:
         ax.legend(fontsize="small")
     ax_auc.set(xlabel="base learning rate", ylabel="final validation AUC", title="AUC")
     ax_acc.set(xlabel="base learning rate", ylabel="final accuracy (%)", title="accuracy")
+    for ax, top in ((ax_auc, 1.0), (ax_acc, 100.0)):  # autoscale's margin would run past them
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, min(high, top))
     fig.tight_layout()
     return png_bytes(fig, dpi=DPI)
 
