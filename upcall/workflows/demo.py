@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from upcall.errors import UpcallError
+from upcall.errors import BatchReport, UpcallError
 from upcall.job.records import Summary
 from upcall.jsonfile import JsonFile
 from upcall.workflows.pipeline import PIPELINE_STEPS, Layout, Steps, result_line, run_pipeline
@@ -75,18 +75,19 @@ def held_out_auc(job: Path, data: Path) -> tuple[float | None, int]:
     import numpy as np
 
     from upcall.inference import load_model
-    from upcall.inference.classify import classify
     from upcall.metrics import auc
 
     truth_path = data / "test_truth.csv"
     with open(truth_path, newline="", encoding="utf-8") as f:
         truth = {row["clip_name"]: int(row["label"]) for row in csv.DictReader(f)}
-    rows = classify(job, sorted((data / "test").glob("*.aiff")))
+    model = load_model(job)
+    report = BatchReport("inputs")
+    rows = model.classify(sorted((data / "test").glob("*.aiff")), report=report)
+    report.finish()
     missing = [row["input"] for row in rows if Path(row["input"]).name not in truth]
     if missing:
         raise UpcallError(f"{truth_path}: has no label for {missing[0]}")
-    positive = load_model(job).positive_class
-    scores = np.array([row[positive] for row in rows])
+    scores = np.array([row[model.positive_class] for row in rows])
     labels = np.array([truth[Path(row["input"]).name] for row in rows])
     return auc(scores, labels == 1), len(rows)
 

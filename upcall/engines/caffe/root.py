@@ -198,16 +198,8 @@ def run_pycaffe(
     The script comes on stdin; ``binds`` are the host directories it reads or writes; ``env``
     adds variables (:func:`python_env`).
     """
-    result = run_tool(
-        "python3",
-        "-",
-        binds=binds,
-        cwd=cwd,
-        timeout=timeout,
-        input=script,
-        caffe_bin=caffe_bin,
-        # pycaffe logs every layer of a net it loads otherwise
-        env={**(env or {}), "GLOG_minloglevel": "2"},
+    result = _run_python(
+        ["-"], binds=binds, cwd=cwd, timeout=timeout, caffe_bin=caffe_bin, env=env, input=script
     )
     return _last_json("pycaffe script", result.stdout)
 
@@ -237,17 +229,39 @@ def run_program(
         copy, params_file = Path(tmp) / program.name, Path(tmp) / "params.json"
         shutil.copyfile(program, copy)
         params_file.write_text(json.dumps(params), encoding="utf-8")
-        result = run_tool(
-            "python3",
-            str(copy),
-            str(params_file),
+        result = _run_python(
+            [str(copy), str(params_file)],
             binds=[*binds, Path(tmp)],
             cwd=cwd,
             timeout=timeout,
             caffe_bin=caffe_bin,
-            env={**(env or {}), "GLOG_minloglevel": "2"},  # as run_pycaffe
+            env=env,
         )
     return _last_json(f"pycaffe program {program.name}", result.stdout)
+
+
+def _run_python(
+    args: Sequence[str],
+    *,
+    binds: Sequence[Path],
+    cwd: Path | None,
+    timeout: float | None,
+    caffe_bin: str | os.PathLike | None,
+    env: dict[str, str] | None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """The root's python3 with ``args`` (:func:`run_pycaffe`'s and :func:`run_program`'s)."""
+    return run_tool(
+        "python3",
+        *args,
+        binds=binds,
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        caffe_bin=caffe_bin,
+        # pycaffe logs every layer of a net it loads otherwise
+        env={**(env or {}), "GLOG_minloglevel": "2"},
+    )
 
 
 def _last_json(what: str, stdout: str) -> object:
