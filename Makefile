@@ -26,7 +26,7 @@ demo: venv
 caffe:
 	bash scripts/install-caffe.sh --with-host-packages $(CAFFE_ROOT)
 
-# Debian's chromium: the headless browser of the `upcall digits serve` HTML page test.
+# Debian's chromium and chromium-driver: the headless browser of the HTML page tests.
 chromium:
 	bash scripts/install-chromium.sh
 

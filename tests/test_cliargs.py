@@ -41,11 +41,11 @@ def _with(flag: str) -> dict[str, argparse.Action]:
 
 
 # What each shared flag's commands are today: a command that loses or gains one shows here.
-SEEDED = {"synth", "synth-recording", "lists", "augment", "lmdb", "explore", "nets", "baseline",
-          "sweep", "search", "fit", "demo"}  # fmt: skip
+SEEDED = {"synth", "synth-recording", "clips", "lists", "augment", "lmdb", "explore", "nets",
+          "baseline", "sweep", "search", "fit", "demo", "review"}  # fmt: skip
 ON_GPU = {"nets", "train", "sweep", "search", "fit"}
 WORKERS = {"synth", "spectrograms", "augment", "lmdb", "baseline", "detect", "search"}
-THRESHOLDS = {"detect", "evaluate", "report"}
+THRESHOLDS = {"detect", "evaluate", "report", "presence", "review"}
 
 
 def test_seed_defaults_to_0_in_every_command_and_takes_a_number_or_random(capsys):

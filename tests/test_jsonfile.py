@@ -108,6 +108,9 @@ OWNERS = [  # the modules of ARCHITECTURE.md's "File contracts" table
     "upcall.detect.run",
     "upcall.detect.made",
     "upcall.detect.evaluate",
+    "upcall.survey.presence",
+    "upcall.audio.clipplan",
+    "upcall.workflows.verified",
 ]
 
 
@@ -125,6 +128,7 @@ def _contracts() -> set[type]:
 
 def _samples() -> list[JsonFile]:
     """One object of each contract, with values of the kinds its writer gives them."""
+    from upcall.audio.clipplan import ClipSettings
     from upcall.audio.synth import SynthSettings
     from upcall.augment.clips import AugmentSettings
     from upcall.data.augment import AugmentRecord
@@ -140,9 +144,11 @@ def _samples() -> list[JsonFile]:
     from upcall.job.config import JobConfig
     from upcall.job.records import Best, Summary, TestRecord, TrainRecord, WallTimes
     from upcall.network.classweights import ClassWeights
+    from upcall.survey.presence import Presence
     from upcall.workflows.demo import DemoSettings
     from upcall.workflows.recipe import DEFAULT_RECIPE
     from upcall.workflows.search_study import SearchSettings
+    from upcall.workflows.verified import VerifiedRecord
 
     spectrograms = SpectrogramSettings.for_mode(
         "enhanced", data_dir=Path("/data"), read=ReadOptions(resample=True)
@@ -213,11 +219,33 @@ def _samples() -> list[JsonFile]:
         ),
         DetectSettings(model="/job", weights="/job/snapshot_iter_100.caffemodel",
                        threshold=0.5, step_s=0.5, channel=0, smoothing=3, model_sha256="ab"),
-        Made("ab" * 32, RecordingStamp(1000, 1700000000123456789, "cd" * 32), True),
+        Made("ab" * 32, RecordingStamp(1000, 1700000000123456789, "cd" * 32), True,
+             "2024-03-01T00:10:00.000+02:00", "file name (YYYYMMDD_HHMMSS)", 3600.0),
         Evaluation(
             tolerance_s=1.0, threshold=0.5, truth=10, detections=12, precision=0.75,
             recall=0.9, f1=0.82, average_precision=0.8, best_f1=0.85, best_f1_threshold=0.4,
             target_precision=0.9, threshold_at_precision=None, recall_at_precision=None,
+            match="overlap", min_overlap=0.3, hours=4.0, hours_source="recordings.csv",
+            fp_per_hour=0.5, target_fp_per_hour=1.0, recall_at_fp_per_hour=0.8,
+            threshold_at_fp_per_hour=0.4, hourly_bins="UTC clock hours", truth_hours=3,
+            detected_hours=2, hourly_precision=1.0, hourly_recall=0.5, target_recall=0.9,
+            fp_per_hour_at_recall=2.5, positive=("upcall",),
+        ),
+        VerifiedRecord(
+            data="/data", verified="/verified", recordings=("/archive",),
+            init_weights="/runs/a/jobs/w/snapshot_iter_9.caffemodel", init_weights_sha256="ab" * 32,
+        ),
+        ClipSettings(
+            label_column="Tags", positive=("upcall", "NARW"), negatives_per_positive=2.0,
+            guard_s=2.0, placements=3, channel=1, unannotated_negatives=True, seed=4,
+            start_times=Path("/data/starts.csv"), hard_negative_share=0.5,
+        ),
+        Presence(
+            source="detect folder /det", effort_known=True, threshold=0.5, labels=("upcall",),
+            bin="hour", first_day="2024-03-01", last_day="2024-03-02", detections=4,
+            recorded_hours=2.5, hours_with_effort=4, hours_with_presence=3, days_with_effort=2,
+            days_with_presence=2, unplaced_detections=1, unplaced_recordings=("c.wav",),
+            unplaced_hours=0.25,
         ),
     ]
 

@@ -31,6 +31,7 @@ from upcall import __version__
 COMMANDS: dict[str, str] = {
     "synth": "upcall.audio.synth",
     "synth-recording": "upcall.audio.recording",
+    "clips": "upcall.audio.cutclips",
     "spectrograms": "upcall.data.render",
     "lists": "upcall.data.lists",
     "augment": "upcall.data.augment",
@@ -42,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "classify": "upcall.inference.classify",
     "detect": "upcall.detect.run",
     "evaluate": "upcall.detect.evaluate",
+    "presence": "upcall.survey.presence",
+    "review": "upcall.review.command",
     "report": "upcall.reports.report",
     "export": "upcall.export.command",
     "sweep": "upcall.workflows.sweep",

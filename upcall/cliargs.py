@@ -126,6 +126,39 @@ def add_threshold(parser: argparse.ArgumentParser | argparse._ArgumentGroup, her
     )
 
 
+def add_labels(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, positive: str, *, column: bool = True
+) -> None:
+    """``--positive LABEL[,LABEL]`` (repeatable; default: every label) and, with ``column``,
+    ``--label-column C``: which selections of a Raven table count; ``positive`` says what the
+    others become here. :func:`positive_labels` reads them."""
+    if column:
+        parser.add_argument(
+            "--label-column",
+            metavar="C",
+            help="the tables' label column (default: Annotation, else the first of Tags, "
+            "Species, Call Type, Label, Class)",
+        )
+    parser.add_argument(
+        "--positive",
+        action="append",
+        metavar="LABEL[,LABEL]",
+        help=f"labels of up-calls; {positive} (default: every label)",
+    )
+
+
+def positive_labels(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The labels ``--positive`` names (comma lists, repeated flags), or None: every label."""
+    from upcall.errors import UpcallError
+
+    if not getattr(args, "positive", None):
+        return None
+    labels = tuple(dict.fromkeys(x.strip() for p in args.positive for x in p.split(",")))
+    if "" in labels:
+        raise UpcallError(f"--positive needs labels (LABEL[,LABEL]), got {args.positive}")
+    return labels
+
+
 class _OldOut(argparse.Action):
     """The old positional OUT: stored as ``out``, a Path, as ``--out`` is. (No ``type``: argparse
     would convert the SUPPRESS default too, and then count the positional as given.)"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -116,6 +118,66 @@ def test_rate_keeps_times_and_frequencies(tmp_path):
     assert in_band > 20 * _band_power(x[a:b], rate, 1500.0, 3500.0)
 
 
+def test_label_others_boxes_the_other_sounds_and_changes_no_sample(rec, tmp_path):
+    out, calls = rec
+    other = tmp_path / "others.wav"
+    settings = RecordingSettings(minutes=MINUTES, seed=5, difficulty="easy", label_others=True)
+    selections = write_recording(other, settings)
+    assert other.read_bytes() == out.read_bytes()  # the same audio: only the table says more
+    assert [s for s in selections if s.label == "upcall"] == calls
+    table = read_table(f"{other}.selections.txt")
+    assert [s.label for s in table] == [s.label for s in selections]
+    assert [s.begin_s for s in table] == pytest.approx([s.begin_s for s in selections], abs=1e-6)
+    others = [s for s in selections if s.label != "upcall"]
+    labels = {s.label for s in others}
+    assert len(others) > len(calls) and {"humpback", "moan", "downsweep"} <= labels
+    assert labels <= set(recording.OTHER_LABELS.values()) | {recording.SHIP_LABEL}
+    assert [s.begin_s for s in selections] == sorted(s.begin_s for s in selections)
+    for s in others:
+        assert 0 <= s.begin_s < s.end_s <= MINUTES * 60 and 0 < s.low_hz < s.high_hz <= 1000
+    # each box holds its sound: a tonal in the box's band louder than just before it
+    tonal = [s for s in others if s.label != recording.SHIP_LABEL and s.high_hz - s.low_hz > 20]
+    assert np.median(_call_to_background(other, tonal)) > 2
+
+
+def test_ships_are_boxed_over_their_loud_stretch():
+    settings = RecordingSettings(minutes=60.0, seed=1, label_others=True)
+    whole = recording.plan(settings)
+    ships = [s for s in recording.truth(settings) if s.label == recording.SHIP_LABEL]
+    assert ships and len(ships) <= len(whole.ships)
+    fundamentals = [ship.f0 for ship, _ in whole.ships]
+    for box in ships:
+        assert 0 <= box.begin_s < box.end_s <= 3600 and box.end_s - box.begin_s >= 1.0
+        assert any(f * 0.98 <= box.low_hz <= f for f in fundamentals)
+
+
+def test_shipping_regime_changes_the_noise_only():
+    quiet = RecordingSettings(minutes=60.0, seed=2)
+    busy = RecordingSettings(minutes=60.0, seed=2, regime="shipping")
+    a, b = recording.plan(quiet), recording.plan(busy)
+    assert recording.truth(quiet) == recording.truth(busy)  # the same calls, same times
+    assert a.ambient == b.ambient and b.ships[: len(a.ships)] == a.ships
+    assert set(a.events) < set(b.events)  # the default's events, their streams included
+    extra = set(b.events) - set(a.events)
+    assert {e.kind for e in extra} == {"transient"} and len(extra) > len(a.events)
+    assert len(b.ships) > 3 * len(a.ships)
+    level = np.median([g for _, g in b.ships[len(a.ships) :]]) / np.median([g for _, g in a.ships])
+    assert level > 2  # 10 dB louder by setting, whatever the draws
+
+
+def test_flac_at_8_khz(tmp_path):
+    out = tmp_path / "r.flac"
+    selections = write_recording(out, RecordingSettings(minutes=1.0, seed=3, rate=8000))
+    info = sf.info(out)
+    assert (info.format, info.subtype, info.samplerate, info.frames) == (
+        "FLAC",
+        "PCM_16",
+        8000,
+        60 * 8000,
+    )
+    assert len(read_table(f"{out}.selections.txt")) == len(selections)
+
+
 def test_calls_come_in_bouts():
     events = recording.plan(RecordingSettings(minutes=60.0, seed=1)).events
     times = np.array([e.start_s for e in events if e.kind == "upcall"])
@@ -133,6 +195,7 @@ def test_calls_come_in_bouts():
         (RecordingSettings(minutes=0.0), "--minutes"),
         (RecordingSettings(minutes=1.0, rate=500), "--rate"),
         (RecordingSettings(minutes=1.0, seed=-3), "--seed"),
+        (RecordingSettings(minutes=1.0, regime="harbour"), "--regime"),
     ],
 )
 def test_bad_settings(tmp_path, settings, message):
@@ -145,5 +208,11 @@ def test_cli(tmp_path, capsys):
     out = tmp_path / "r.wav"
     assert cli.main(["synth-recording", str(out), "--minutes", "0.5", "--seed", "1"]) == 0
     assert sf.info(out).frames == 60000 and (tmp_path / "r.wav.selections.txt").exists()
+    assert "with 1 up-calls (" in capsys.readouterr().out
+    both = tmp_path / "both.wav"
+    argv = ["synth-recording", str(both), "--minutes", "0.5", "--seed", "1", "--label-others"]
+    assert cli.main(argv) == 0
+    assert re.search(r"with 1 up-calls and \d+ other sounds \(", capsys.readouterr().out)
+    assert both.read_bytes() == out.read_bytes()
     assert cli.main(["synth-recording", str(out), "--minutes", "1", "--rate", "100"]) == 1
     assert "--rate must be between 1000 and 192000 Hz, got 100" in capsys.readouterr().err

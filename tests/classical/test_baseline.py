@@ -211,3 +211,22 @@ def test_the_command_writes_progress_lines_to_a_log(easy, tmp_path):
     for step, n in (("templates", 492), ("features", 600)):
         assert re.search(rf"^{step}: \d+% \(\d+/{n} clips\), .* ETA ", done.stderr, re.M)
         assert f"\n{step}: {n}/{n} clips done in " in done.stderr, done.stderr
+
+
+def test_clips_at_8khz_with_resample(tmp_path, capsys):
+    import soundfile
+    from scipy.signal import resample_poly
+
+    source, data = tmp_path / "source", tmp_path / "data"
+    synthesize(source, SynthSettings(n_train=60, n_test=0, seed=4, difficulty="easy"))
+    (data / "train").mkdir(parents=True)
+    (data / "train.csv").write_text((source / "train.csv").read_text())
+    for clip in (source / "train").glob("*.aiff"):
+        samples, rate = soundfile.read(clip)
+        soundfile.write(data / "train" / clip.name, resample_poly(samples, 4, 1), 4 * rate)
+    argv = ["baseline", str(data), "--out", str(tmp_path / "job"), "--templates", "2"]
+    assert cli.main(argv) == 1
+    assert "sample rate 8000 Hz, expected 2000 Hz (--resample" in capsys.readouterr().err
+    assert cli.main([*argv, "--resample"]) == 0
+    read = JobConfig.read(tmp_path / "job").network_source["read"]
+    assert read == {"resample": True, "mixdown": False, "fit": "strict"}

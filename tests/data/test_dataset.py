@@ -169,6 +169,9 @@ def test_dataset_json(lists, tmp_path):
         "augmented_from": None,
         "labels_digest": None,  # written before lists recorded what they were made from
         "clips_digest": None,
+        "group_by": None,  # written before group splits (and for data without clips.csv)
+        "group_seconds": None,
+        "groups": None,
     }
     assert (tmp_path / "ds/labels.txt").read_text() == "not-whale\nwhale\n"
     x, _ = load_db(tmp_path / "ds/train_db")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.detect.test_run import job  # noqa: F401  (a tutorial-mode job: falls back to per-window)
+from upcall.audio import stream
 from upcall.audio.raven import read_table
-from upcall.detect import stream
 from upcall.detect.run import DetectSettings, detect, detect_file
 from upcall.detect.score import Scorer, band_power, span_band_power
 

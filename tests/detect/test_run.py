@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from upcall.audio import stream
 from upcall.audio.raven import Selection, read_table
 from upcall.cli import main
-from upcall.detect import events, stream
+from upcall.detect import events
 from upcall.detect.evaluate import evaluate, load, recording_key
 from upcall.detect.run import DetectSettings, detect, detect_file
 from upcall.detect.score import Scorer
@@ -78,8 +79,9 @@ def test_pipeline_steps():
     )
     found = events.detect(tl, threshold=0.5)
     assert found == [
-        events.Detection(0.5, 4.0, 100.0, 200.0, 0.9),  # runs 1-2 and 4 overlap in time: merged
-        events.Detection(4.5, 6.5, 100.0, 200.0, 0.6),
+        # runs 1-2 and 4 overlap in time: merged; the peak: the best window's centre
+        events.Detection(0.5, 4.0, 100.0, 200.0, 0.9, peak_s=1.5),
+        events.Detection(4.5, 6.5, 100.0, 200.0, 0.6, peak_s=5.5),
     ]
     assert np.allclose(events.smooth(np.array([0.0, 3.0, 0.0]), width=3), [1.5, 1.0, 1.5])
 
@@ -95,10 +97,12 @@ def test_detect_writes_raven_tables_resumes_and_reports_bad_files(job, recording
         main_detect(job, folder, out, "--threshold", "0.0", "--scores")
     table = out / "sub" / "rec.wav.detections.txt"
     rows = read_table(table)
-    assert rows and all(r.score is not None and 50 <= r.low_hz <= r.high_hz <= 250 for r in rows)
+    assert rows and all(r.score is not None and r.peak_s is not None for r in rows)
+    # every box has positive duration and bandwidth, in the up-call band
+    assert all(r.begin_s < r.end_s and 40 <= r.low_hz < r.high_hz <= 260 for r in rows)
     assert (table.read_text().splitlines()[0].split("\t"))[:8] == [
         "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-        "High Freq (Hz)", "Annotation",
+        "High Freq (Hz)", "Delta Time (s)",
     ]  # fmt: skip
     combined = read_table(out / "detections.txt")
     assert [r.begin_s for r in combined] == [r.begin_s for r in rows]
@@ -186,3 +190,19 @@ def test_workers_give_the_same_tables(job, recording, tmp_path):
     for name in ("a.wav", "b.wav", "detections"):
         table = f"{name}.detections.txt" if name != "detections" else "detections.txt"
         assert (tmp_path / "one" / table).read_text() == (tmp_path / "two" / table).read_text()
+
+
+def test_a_long_file_shows_its_progress_as_it_is_scored(job, tmp_path, monkeypatch, capsys):
+    from upcall.audio.recording import RecordingSettings, write_recording
+    from upcall.detect import work
+
+    path = tmp_path / "long.wav"  # 5 minutes: two batches of 512 windows
+    write_recording(path, RecordingSettings(minutes=5.0, seed=1, difficulty="easy"))
+    monkeypatch.setenv("UPCALL_PROGRESS", "lines:0")
+    monkeypatch.setattr(work, "LONG_S", 60.0)
+    detect_file(Scorer(job), path, settings(job), show=True)
+    lines = capsys.readouterr().err.splitlines()
+    # the first batch: 512 windows 0.5 s apart, the last ending at 257.5 s
+    assert lines[0].startswith("long.wav: 86% (258/300 audio seconds), audio 0.07 h, speed ")
+    assert "× real time" in lines[0]
+    assert lines[-1].startswith("long.wav: 300/300 audio seconds done in ")

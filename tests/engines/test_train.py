@@ -265,3 +265,18 @@ def test_class_names_keep_spaces(tmp_path):
     config["dataset"] = str(tmp_path)
     (job / "config.json").write_text(json.dumps(config))
     assert load_job(job).class_names == ("no whale", "right whale")
+
+
+def test_training_a_job_the_torch_engine_cannot_run_is_refused_before_it_starts(tmp_path):
+    job = make_job(tmp_path)
+    net = job / "train_val.prototxt"
+    net.write_text(
+        net.read_text() + 'layer { name: "odd" type: "LSTM" bottom: "fc2" top: "seq" }\n'
+    )
+    with pytest.raises(
+        UpcallError,
+        match=rf"^{net}: layer 'odd' \(type LSTM\) is not implemented by the torch engine; "
+        r"--engine caffe runs it$",
+    ):
+        get_engine("torch").train(job)
+    assert not (job / "metrics.jsonl").exists()

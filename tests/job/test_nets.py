@@ -322,3 +322,40 @@ def test_seed_random_draws_a_seed_records_it_and_says_so(tmp_path, capsys):
     for name in ("solver.prototxt", "train_val.prototxt", "config.json"):
         first = (tmp_path / "a" / "whalenet-lr0.01" / name).read_text()
         assert (tmp_path / "c" / "whalenet-lr0.01" / name).read_text() == first, name
+
+
+def test_a_layer_the_torch_engine_lacks_is_refused_at_job_creation(tmp_path, capsys):
+    data = _dataset(tmp_path / "ds", size="native")
+    mine = ns.net(
+        "lstmnet",
+        [
+            ns.include(ns.data("d1", batch_size=8), phase="TRAIN"),
+            ns.include(ns.data("d2", batch_size=8), phase="TEST"),
+            ns.ip("fc", "data"),
+            ns.softmax_loss("loss", ["fc", "label"]),
+        ],
+    )
+    # a type only real Caffe runs (here fed by and feeding layers of known shape)
+    mine.layer.insert(2, caffe_pb2.LayerParameter(name="odd", type="LSTM"))
+    mine.layer[2].bottom.append("data")
+    mine.layer[2].top.append("seq")
+    path = tmp_path / "lstm.prototxt"
+    path.write_text(to_text(mine))
+    argv = ("--dataset", str(data), "--network", str(path), "--out", str(tmp_path / "j"))
+    with pytest.raises(BatchFailed):
+        _run(*argv)
+    err = capsys.readouterr().err
+    refusal = (
+        "layer 'odd' (type LSTM) is not implemented by the torch engine; --engine caffe runs it"
+    )
+    assert refusal in err
+    assert not (tmp_path / "j" / "lstmnet-lr0.01").exists()
+    # real Caffe takes it: the job is written, its shapes left to Caffe past the LSTM
+    assert _run(*argv, "--engine", "caffe") == 0
+    assert (tmp_path / "j" / "lstmnet-lr0.01" / "train_val.prototxt").is_file()
+
+
+def test_job_engines_are_the_engines():
+    from upcall.engines import ENGINES
+
+    assert set(nets.JOB_ENGINES) == set(ENGINES)

@@ -108,5 +108,13 @@ def test_bad_settings(bad):
 
 
 def test_empty_dataset_is_an_error():
-    with pytest.raises(UpcallError, match="need training and validation images"):
+    with pytest.raises(UpcallError, match="need training images"):
         schedule(SolverSettings(), train_count=0, val_count=3, batch_size=1, val_batch_size=1)
+
+
+def test_no_validation_images_no_test_pass():
+    """DIGITS's dataset without a validation list: the solver has no test_iter/test_interval."""
+    s = schedule(SolverSettings(), train_count=10, val_count=0, batch_size=5, val_batch_size=0)
+    assert (s.train_iter, s.test_iter, s.test_interval) == (2, 0, 0)
+    sp = make_solver(SolverSettings(), train_count=10, val_count=0, batch_size=5, val_batch_size=0)
+    assert len(sp.test_iter) == 0 and not sp.HasField("test_interval")

@@ -115,8 +115,8 @@ def test_phase_filter_picks_one_data_layer():
     ("layer", "message"),
     [
         (
-            caffe_pb2.LayerParameter(name="s", type="Slice", bottom=["data"], top=["a"]),
-            "layer 's' (Slice): layer type not supported",
+            caffe_pb2.LayerParameter(name="s", type="LSTM", bottom=["data"], top=["a"]),
+            "layer 's' (type LSTM) is not implemented by the torch engine",
         ),
         (
             caffe_pb2.LayerParameter(name="r", type="ReLU", bottom=["nope"], top=["nope"]),
@@ -157,14 +157,20 @@ def test_supported_types_cover_what_the_brief_lists():
         "Eltwise",
         "Python",  # upcall's own Python layers (online augmentation)
         "InfogainLoss",  # --class-weights: the train-phase loss
-    } == SUPPORTED_TYPES
+        # issue 22: Caffe 1.0's neuron and reshaping layers (engines/torch/neurons, reshaping)
+        *("Power", "AbsVal", "ELU", "PReLU", "BNLL", "Exp", "Log", "Threshold", "Bias"),
+        *("Reshape", "Split", "Slice", "Crop", "Reduction", "ArgMax", "Silence", "Tile"),
+        # issue 22: vision layers, losses and data layers (engines/torch/vision, losses)
+        *("Deconvolution", "SPP", "MVN", "Embed", "EuclideanLoss", "SigmoidCrossEntropyLoss"),
+        *("HingeLoss", "MultinomialLogisticLoss", "ImageData", "HDF5Data", "DummyData"),
+    } <= SUPPORTED_TYPES
 
 
 def test_supported_types_are_what_the_torch_engine_runs():
-    from upcall.engines.torch.layers import LAYERS
+    from upcall.engines.torch.layers import INPUT_TYPES, LAYERS
 
-    # Data and Input are fed by the engine, not built as layers
-    assert set(LAYERS) | {"Data", "Input"} == SUPPORTED_TYPES
+    # the data layers and Input are fed by the engine (its feeders), not built as layers
+    assert set(LAYERS) | INPUT_TYPES == SUPPORTED_TYPES
 
 
 def test_pair_reads_caffes_spatial_fields():

@@ -202,11 +202,11 @@ def test_unsupported_layer_is_named():
             ns.include(ns.data("d2", batch_size=4), phase="TEST"),
         ],
     )
-    user.layer.add(name="slicer", type="Slice", bottom=["data"], top=["a", "b"])
+    user.layer.add(name="lstm", type="LSTM", bottom=["data"], top=["a", "b"])
     with pytest.raises(
         UpcallError,
-        match=r"mine.prototxt: layer 'slicer' \(Slice\): layer type "
-        r"not supported",
+        match=r"mine.prototxt: layer 'lstm' \(type LSTM\) is not implemented by the torch "
+        r"engine; --engine caffe runs it",
     ):
         prepare(user, _source(8, 8), where="mine.prototxt")
 
@@ -236,6 +236,11 @@ def test_whalenet_time_pool_keeps_the_rows_and_spans_the_dataset_width():
         pools = [x for x in train_val.layer if x.name == "time_pool"]
         assert pools[0].pooling_param.kernel_w == last[1]
     eltwise = [x for x in deploy.layer if x.type == "Eltwise"]
-    assert [x.bottom[1] for x in eltwise] == ["proj1", "proj2", "proj3", "pool3"]  # 1×1 where width changes
+    assert [x.bottom[1] for x in eltwise] == [
+        "proj1",
+        "proj2",
+        "proj3",
+        "pool3",
+    ]  # 1×1 where width changes
     with pytest.raises(ValueError, match="residual"):
         whalenet(residual=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import re
 import shutil
@@ -186,7 +187,7 @@ def test_names_are_escaped_and_unfinished_jobs_are_grey_rows():
     odd = '<img src=x onerror="alert(1)">'
     entries = [Entry(Path("jobs") / odd, "running", "alexnet", f"/data/{odd}", note="a & b")]
     page = render(entries, title=f"report of {odd}", threshold=0.25)
-    assert "<img" not in page and "onerror=\"" not in page
+    assert "<img" not in page and 'onerror="' not in page
     escaped = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
     assert f"<title>report of {escaped}</title>" in page and f"<h3>/data/{escaped}</h3>" in page
     assert f'<tr class="pending"><td class="name">{escaped}</td>' in page
@@ -203,3 +204,32 @@ def test_watch_returns_once_every_job_has_finished(sweep, tmp_path, capsys):
     assert "--watch needs" in capsys.readouterr().err
     assert cli.main(["report", str(jobs), "--watch", "0.01"]) == 0
     assert (jobs / "report.html").exists()
+
+
+def test_a_presence_section_from_upcall_presence(tmp_path, capsys):
+    from datetime import UTC, datetime
+
+    from upcall.audio.raven import Selection, write_table
+    from upcall.reports.html import render
+    from upcall.survey.effort import RecordingEffort, write_effort
+
+    det = tmp_path / "det"
+    start = datetime(2024, 3, 1, 22, 30, tzinfo=UTC)
+    write_effort(det, [RecordingEffort("a.wav", "/r/a.wav", start, "GUANO", 7200.0),
+                       RecordingEffort("b.wav", "/r/b.wav", None, "unknown", 60.0)])  # fmt: skip
+    calls = [Selection(t, t + 1, 50.0, 250.0, "upcall", score=0.9) for t in (10, 1900, 5000)]
+    write_table(det / "a.wav.detections.txt", calls, scores=True)
+    write_table(det / "b.wav.detections.txt", calls[:1], scores=True)
+    assert cli.main(["presence", str(det), "--out", str(tmp_path / "p")]) == 0
+    page = render([Entry(Path("j"), "running", "alexnet", None)], title="t", threshold=0.5,
+                  presence_dirs=[tmp_path / "p"])  # fmt: skip
+    section = page[page.index('<section id="presence">') :]
+    assert "<li>3 detections from detect folder" in section
+    assert "2.00 h of audio; 2 of 3 recorded hours and 1 of 2 recorded days" in section
+    assert "not placed on the clock (start unknown): 1 detections in b.wav" in section
+    src = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="diel plot', section)
+    assert src is not None
+    assert base64.b64decode(src.group(1)) == (tmp_path / "p" / "diel.png").read_bytes()
+    assert "grey: hours without recording" in section
+    code = cli.main(["report", str(tmp_path), "--presence", str(tmp_path / "det")])
+    assert code == 1 and "no presence.json" in capsys.readouterr().err

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from upcall import cli
+from upcall.audio.clipscsv import read_clips_csv
 from upcall.audio.synth import SynthSettings, synthesize
 from upcall.job.records import read_summary
 from upcall.proto import caffe_pb2, read_binary
@@ -241,3 +243,114 @@ def test_a_bad_recipe_is_one_line_before_anything_is_made(data, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"upcall fit: error: {path}: {problem}"), err
     assert not out.exists()  # no recipe.json recorded, no spectrograms made
+
+
+def test_clips_at_8khz_fit_in_one_step_with_resample(data, tmp_path, capsys):
+    from scipy.signal import resample_poly
+
+    mine = tmp_path / "data8k"
+    (mine / "train").mkdir(parents=True)
+    rows = (data / "train.csv").read_text().splitlines()[:81]  # 80 clips, both classes
+    (mine / "train.csv").write_text("\n".join(rows) + "\n")
+    for row in rows[1:]:
+        clip = data / "train" / row.split(",")[0]
+        samples, rate = soundfile.read(clip)
+        soundfile.write(
+            mine / "train" / clip.name, resample_poly(samples, 4, 1), 4 * rate, "PCM_16"
+        )
+    out = tmp_path / "out"
+    assert fit(mine, out, recipe_file(tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        'sample rate 8000 Hz, expected 2000 Hz (--resample converts it, as "resample": true '
+        "in a --recipe file does)"
+    ), err
+    assert not out.exists()  # refused before anything is made or recorded
+    assert fit(mine, out, recipe_file(tmp_path), "--resample") == 0
+    assert json.loads((out / "recipe.json").read_text())["resample"] is True
+    made = json.loads((out / "spectrograms" / "spectrograms.json").read_text())
+    assert made["resample"] is True and made["fit"] == "strict"
+    # the recipe key does what the flag does: the same run, every step already done
+    capsys.readouterr()
+    assert fit(mine, out, recipe_file(tmp_path, resample=True)) == 0
+    assert re.search(r"5/5 training.*\(already done\)", capsys.readouterr().out)
+
+
+def test_data_or_recordings_not_both(data, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert cli.main(["fit", str(data), "--recordings", str(data), "--out", out]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "upcall fit: error: give DATA (a folder with train.csv and train/) or --recordings and "
+        "--annotations, not both"
+    ]
+    assert cli.main(["fit", "--recordings", str(data), "--out", out]) == 1
+    assert "--recordings needs --annotations" in capsys.readouterr().err
+    assert cli.main(["fit", "--out", out]) == 1
+    assert "give DATA, or --recordings and --annotations" in capsys.readouterr().err
+
+
+def listed(lists: Path) -> dict[str, list[tuple[str, int]]]:
+    """Each list as (PNG path under its spectrogram root, label) lines."""
+    root = Path(json.loads((lists / "lists.json").read_text())["spectrogram_root"])
+    return {
+        name: [
+            (Path(png).relative_to(root).as_posix(), int(label))
+            for png, label in (
+                line.rsplit(" ", 1) for line in (lists / name).read_text().splitlines()
+            )
+        ]
+        for name in ("train.txt", "val.txt")
+    }
+
+
+def test_fit_recordings_is_clips_then_fit_with_no_recording_on_both_sides(tmp_path, capsys):
+    from tests.recordings import annotated_recordings
+
+    survey = annotated_recordings(tmp_path / "survey")
+    inputs = [str(survey.recordings), "--annotations", str(survey.tables), "--positive", "upcall"]
+    run = tmp_path / "run"
+    argv = [
+        "fit",
+        "--recordings",
+        *inputs,
+        "--out",
+        str(run),
+        "--recipe",
+        str(recipe_file(tmp_path)),
+    ]
+    assert cli.main([*argv, "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "upcall lists: split by sites from" in printed
+    manifest = json.loads((run / "lists" / "lists.json").read_text())
+    assert manifest["group_by"] == "site" and manifest["groups"] == {"train": 1, "val": 1}
+    # no recording (here: no site) on both sides
+    origin = {o.clip_name: o for o in read_clips_csv(run / "clips" / "clips.csv")}
+    lists = listed(run / "lists")
+    sites = {
+        name: {origin[Path(png).with_suffix(".aiff").name].site for png, _ in rows}
+        for name, rows in lists.items()
+    }
+    assert sites["train.txt"] and sites["val.txt"] and not sites["train.txt"] & sites["val.txt"]
+    # `upcall clips` then `upcall fit DATA`, with the same defaults: the same clips and lists
+    data = tmp_path / "data"
+    assert cli.main(["clips", *inputs, "--out", str(data)]) == 0
+    assert (data / "train.csv").read_text() == (run / "clips" / "train.csv").read_text()
+    assert fit(data, tmp_path / "out", recipe_file(tmp_path)) == 0
+    assert listed(tmp_path / "out" / "lists") == lists
+    # a rerun cuts nothing again and trains nothing again
+    capsys.readouterr()
+    assert cli.main([*argv, "--threads", "1"]) == 0
+    assert re.search(r"5/5 training.*\(already done\)", capsys.readouterr().out)
+    # other clip options into the same OUT: refused in one line, nothing cut
+    assert cli.main([*argv, "--threads", "1", "--guard", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"upcall fit: error: {run / 'clips' / 'clips.json'}: the clips were cut with other "
+        "settings (guard_s 2.0 → 3.0); use another --out, or the options it was made with"
+    ]
+    # the split's groups come from clips.csv: an edit there (same train.csv) is refused, not
+    # silently kept with the old lists
+    clips_csv = data / "clips.csv"
+    clips_csv.write_text(clips_csv.read_text().replace(",site2,", ",site1,"))
+    assert fit(data, tmp_path / "out", recipe_file(tmp_path)) == 1
+    assert "clips.csv: the clips' provenance (groups) changed since" in capsys.readouterr().err

@@ -2,5 +2,6 @@
 
 In: files on disk (AIFF/WAV/FLAC) or a seed. Out: checked sample arrays (``clip``), the Kaggle
 layout of synthetic clips (``synth``, signal model in ``sounds``), long synthetic recordings with
-their truth (``recording``), and Raven selection tables (``raven``). Never imports torch.
+their truth (``recording``), Raven selection tables (``raven``) and which table belongs to which
+recording (``pairing``). Never imports torch.
 """

@@ -228,6 +228,14 @@ CONFOUNDERS = ("downsweep", "moan", "short", "high", "humpback")
 
 def confounder(rng: np.random.Generator, rate: float) -> np.ndarray:
     """A hard negative at unit amplitude: call-like in band or in shape, but not both."""
+    return described_confounder(rng, rate)[0]
+
+
+def described_confounder(
+    rng: np.random.Generator, rate: float
+) -> tuple[np.ndarray, str, float, float]:
+    """:func:`confounder` (the same draws) with its kind (a name in CONFOUNDERS) and the
+    (low, high) Hz of its fundamental."""
     kind = CONFOUNDERS[rng.integers(len(CONFOUNDERS))]
     duration = {"short": rng.uniform(0.08, 0.3), "moan": rng.uniform(0.5, 2.0)}.get(
         kind, rng.uniform(0.4, 1.5)
@@ -249,7 +257,8 @@ def confounder(rng: np.random.Generator, rate: float) -> np.ndarray:
         freq = rng.uniform(90.0, 400.0) + depth * np.sin(
             2 * np.pi * cycles * u + rng.uniform(0, 6.3)
         )
-    return tone(rng, freq, rate, _harmonics(rng, 3))
+    sound = tone(rng, freq, rate, _harmonics(rng, 3))
+    return sound, kind, float(freq.min()), float(freq.max())
 
 
 def call_onset(

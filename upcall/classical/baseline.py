@@ -60,8 +60,11 @@ class BaselineSettings:
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
 
 
-def lists_for(data: Path, lists: Path, *, seed: int) -> ListsManifest:
-    """LISTS' lists.json, after ``upcall lists DATA --out LISTS`` if LISTS holds no lists yet."""
+def lists_for(
+    data: Path, lists: Path, *, seed: int, settings: ListSettings | None = None
+) -> ListsManifest:
+    """LISTS' lists.json, after ``upcall lists DATA --out LISTS`` (with ``settings``, default
+    those of ``seed``) if LISTS holds no lists yet."""
     manifest = ListsManifest.read(lists)
     if manifest is None:
         if (lists / "train.txt").exists() or (lists / PARTIAL_MARKER).exists():
@@ -71,7 +74,7 @@ def lists_for(data: Path, lists: Path, *, seed: int) -> ListsManifest:
                 f"{data} --out {lists}`"
             )
         print(f"no lists in {lists}: making them (`upcall lists {data} --out {lists}`)")
-        manifest = make_lists(data, out=lists, settings=ListSettings(seed=seed))
+        manifest = make_lists(data, out=lists, settings=settings or ListSettings(seed=seed))
     manifest.check_files(lists)
     if Path(manifest.data_dir).resolve() != data.resolve():
         raise UpcallError(
@@ -131,10 +134,14 @@ def train_baseline(
     settings: BaselineSettings = BaselineSettings(),
     workers: int | None = None,
     force: bool = False,
+    read: ReadOptions | None = None,
+    lists_settings: ListSettings | None = None,
 ) -> Summary:
     """Fit the baseline on LISTS (default DATA/lists) and write the job folder ``out``.
 
-    Bad clips are reported one a line and left out; BatchFailed follows once the job is written.
+    Clips are read as LISTS' spectrograms were made, with ``read``'s options where given (and
+    lists made here with ``lists_settings``, default those of the seed). Bad clips are reported
+    one a line and left out; BatchFailed follows once the job is written.
     """
     check_workers(workers)
     data, out = Path(data).resolve(), Path(out).resolve()
@@ -144,8 +151,8 @@ def train_baseline(
     check_own_dir(out, **owned)
     if out.exists() and any(out.iterdir()) and not force:
         raise UpcallError(f"{out}: exists and is not empty; --force replaces it")
-    manifest = lists_for(data, lists, seed=settings.seed)
-    read = manifest.spectrograms.read_options
+    manifest = lists_for(data, lists, seed=settings.seed, settings=lists_settings)
+    read = _merge(manifest.spectrograms.read_options, read)
     train, val = (listed_clips(lists, n, manifest) for n in ("train.txt", "val.txt"))
     start = time.perf_counter()
     with atomic_dir(out, **owned) as tmp:
@@ -186,6 +193,17 @@ def train_baseline(
     _print_result(summary)
     report.finish()
     return summary
+
+
+def _merge(recorded: ReadOptions, given: ReadOptions | None) -> ReadOptions:
+    """The lists' read options, with those ``given`` that relax them."""
+    if given is None:
+        return recorded
+    return ReadOptions(
+        resample=recorded.resample or given.resample,
+        mixdown=recorded.mixdown or given.mixdown,
+        fit=recorded.fit if given.fit == "strict" else given.fit,
+    )
 
 
 def _print_result(summary: Summary) -> None:
@@ -282,6 +300,8 @@ def _config(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from upcall import cliargs
+    from upcall.data.groups import add_group_arguments
+    from upcall.data.pngroot import add_read_arguments
 
     parser.add_argument("data_dir", type=Path, metavar="DATA", help="Kaggle-layout data directory")
     cliargs.add_out(parser, "job folder to write", metavar="JOB", required=True)
@@ -292,9 +312,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="train/val lists from `upcall lists` (default DATA/lists; made there if missing)",
     )
     d = BaselineSettings()
-    cliargs.add_seed(
-        parser, "seed of the lists made here, the template choice and the classifier"
-    )
+    cliargs.add_seed(parser, "seed of the lists made here, the template choice and the classifier")
     parser.add_argument(
         "--templates",
         type=int,
@@ -302,17 +320,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"templates in the bank (default {d.bank.size}); each costs ~0.6 ms a clip",
     )
     cliargs.add_workers(parser, "is a process computing the features of a chunk of clips")
+    clips = parser.add_argument_group("clips (as `upcall fit` takes them; lists made here)")
+    add_read_arguments(clips)
+    add_group_arguments(clips)
     parser.add_argument(
         "--force", action="store_true", help="replace JOB if an earlier `upcall baseline` made it"
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from upcall.data.pngroot import read_options
+
     if args.templates < 1:
         raise UpcallError(f"--templates must be at least 1, got {args.templates}")
     d = BaselineSettings()
     settings = BaselineSettings(
         seed=args.seed, bank=dataclasses.replace(d.bank, size=args.templates)
+    )
+    read = read_options(args)
+    lists_settings = ListSettings(
+        seed=args.seed, read=read, group_by=args.group_by, group_seconds=args.group_seconds
     )
     train_baseline(
         args.data_dir,
@@ -321,5 +348,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         workers=args.workers,
         force=args.force,
+        read=read,
+        lists_settings=lists_settings,
     )
     return 0

@@ -211,7 +211,9 @@ def build_dataset(
         folder_lock(root / LOCK_FILE, shared=True),
     ):
         lists_info = _check_lists(lists_dir)
-        names = [n for n in DBS if n != "test" or (lists_dir / "test.txt").is_file()]
+        # train always; val and test where the folder has them (DIGITS's datasets may have no
+        # validation list: `textfile_use_val` off)
+        names = [n for n in DBS if n == "train" or (lists_dir / f"{n}.txt").is_file()]
         if lists_info is not None and lists_info.files:  # a test.txt of earlier lists is not part of this set
             names = [n for n in names if f"{n}.txt" in lists_info.files]
         lists = {n: read_list(lists_dir / f"{n}.txt", n_labels=len(label_names)) for n in names}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from upcall.data.groups import GroupSplit, add_group_arguments, split_by_groups
 from upcall.data.listsfolder import (
     BALANCES,
     LABELS,
@@ -29,13 +30,14 @@ from upcall.data.pngroot import ReadOptions, SpectrogramSettings, find_clips
 from upcall.data.render import ensure
 from upcall.data.resize import py2_round
 from upcall.data.stamps import LOCK_FILE, clips_digest, register_lists, spectrogram_roots
-from upcall.data.traincsv import Clip, labels_digest, read_train_csv
+from upcall.data.traincsv import Clip, groups_bytes, labels_digest, read_train_csv
 from upcall.errors import BatchFailed, UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.lock import folder_lock
 from upcall.plotting import pyplot, save_png
 
 HELP = "write DIGITS train/val(/test) lists of spectrogram PNGs from a Kaggle-layout data directory"
+
 
 def split_indices(
     labels: np.ndarray, *, val_fraction: float, split: str, rng: np.random.Generator
@@ -117,14 +119,14 @@ def _spectrograms(
 ) -> tuple[Path, SpectrogramSettings]:
     """Bring ROOT's PNGs up to date with ``upcall.data.render`` (cheap when they already are).
 
-    The mode and read options default to those ROOT records, so a missing or stale PNG is
+    The mode and read options (unless ``settings`` names them) default to those ROOT records, so a missing or stale PNG is
     remade like its neighbours rather than the whole root being remade in another mode; another
     mode is refused while other lists use ROOT's PNGs (the lists in ``out`` are being remade).
     Only the listed PNGs (``pngs``, relative to ROOT) must exist: a bad clip the lists do not
     use (an unlisted test clip) is reported and left out.
     """
     recorded = SpectrogramSettings.read(root)
-    read = recorded.read_options if recorded else ReadOptions()
+    read = settings.read or (recorded.read_options if recorded else ReadOptions())
     mode = settings.mode or (recorded.mode if recorded else "tutorial")
     try:
         root = Path(ensure(data_dir, out=root, mode=mode, read=read, replacing=out)).resolve()
@@ -170,13 +172,18 @@ def write_histogram(path: Path, counts: dict[str, dict[str, int]]) -> None:
 
 
 def make_lists(
-    data_dir: str | Path, *, out: str | Path, settings: ListSettings = ListSettings()
+    data_dir: str | Path,
+    *,
+    out: str | Path,
+    settings: ListSettings = ListSettings(),
+    split: GroupSplit | None = None,
 ) -> ListsManifest:
     """Write train.txt, val.txt, [test.txt], labels.txt, class_histogram.png and lists.json.
 
     lists.json goes last, with the digests of the others: its presence means they are whole.
     One run at a time writes LISTS, and no ``upcall spectrograms`` may rewrite ROOT meanwhile.
-    Returns what lists.json holds.
+    ``split``: these rows of train.csv for training and validation instead of
+    :func:`choose_split`'s (``fit --add-verified``). Returns what lists.json holds.
     """
     data_dir, out = Path(data_dir).resolve(), Path(out).resolve()
     csv_path = data_dir / "train.csv"
@@ -184,7 +191,7 @@ def make_lists(
     root = spectrogram_root(data_dir, settings)
     _refuse_foreign_lists(out)
     with folder_lock(out / ".upcall-lists.lock"), folder_lock(root / LOCK_FILE):
-        return _make_lists(data_dir, root, out, settings, clips)
+        return _make_lists(data_dir, root, out, settings, clips, split)
 
 
 def _refuse_foreign_lists(out: Path) -> None:
@@ -198,8 +205,40 @@ def _refuse_foreign_lists(out: Path) -> None:
         )
 
 
+def choose_split(
+    data_dir: Path, clips: Sequence[Clip], labels: np.ndarray, settings: ListSettings
+) -> tuple[np.ndarray, np.ndarray, GroupSplit | None]:
+    """The rows of train.csv (training, validation) `upcall lists` puts DATA's clips in, and
+    the group split behind them (None: split clip by clip)."""
+    split_seq = np.random.SeedSequence(settings.seed).spawn(2)[0]
+    grouped = split_by_groups(
+        data_dir,
+        clips,
+        labels,
+        group_by=settings.group_by,
+        group_seconds=settings.group_seconds,
+        split=settings.split,
+        val_fraction=settings.val_fraction,
+        seed=split_seq,
+    )
+    if grouped is not None:
+        return grouped.train_idx, grouped.val_idx, grouped
+    train_idx, val_idx = split_indices(
+        labels,
+        val_fraction=settings.val_fraction,
+        split=settings.split,
+        rng=np.random.default_rng(split_seq),
+    )
+    return train_idx, val_idx, None
+
+
 def _make_lists(
-    data_dir: Path, root: Path, out: Path, settings: ListSettings, clips: list[Clip]
+    data_dir: Path,
+    root: Path,
+    out: Path,
+    settings: ListSettings,
+    clips: list[Clip],
+    split: GroupSplit | None,
 ) -> ListsManifest:
     csv_path = data_dir / "train.csv"
     for clip in clips:
@@ -210,16 +249,13 @@ def _make_lists(
     tests = _test_clips(data_dir) if settings.test else []
     pngs = [Path("train", clip.name).with_suffix(".png") for clip in clips]
     pngs += [Path("test", t.name).with_suffix(".png") for t in tests]
-    root, spec_info = _spectrograms(data_dir, root, settings, pngs, out)
-
     labels = np.array([clip.label for clip in clips])
-    split_seq, balance_seq = np.random.SeedSequence(settings.seed).spawn(2)
-    train_idx, val_idx = split_indices(
-        labels,
-        val_fraction=settings.val_fraction,
-        split=settings.split,
-        rng=np.random.default_rng(split_seq),
-    )
+    balance_seq = np.random.SeedSequence(settings.seed).spawn(2)[1]
+    if split is None:  # before any PNG is made: a bad clips.csv is refused first
+        train_idx, val_idx, grouped = choose_split(data_dir, clips, labels, settings)
+    else:
+        train_idx, val_idx, grouped = split.train_idx, split.val_idx, split
+    root, spec_info = _spectrograms(data_dir, root, settings, pngs, out)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UpcallError(
             f"{csv_path}: {len(clips)} clips with --val-fraction {settings.val_fraction} "
@@ -255,8 +291,11 @@ def _make_lists(
         counts=counts,
         test_images=len(tests),
         files={name: file_digest(out / name) for name in names},
-        labels_digest=labels_digest(clips),
+        labels_digest=labels_digest(clips, groups=groups_bytes(data_dir)),
         clips_digest=clips_digest(root, [p.as_posix() for p in pngs[: len(clips)]]),
+        group_by=grouped.by if grouped else None,
+        group_seconds=grouped.group_seconds if grouped else None,
+        groups=grouped.groups if grouped else None,
     )
     info.write(out)  # last: its presence means the other files are complete
     (out / PARTIAL_MARKER).unlink()
@@ -286,6 +325,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="random: seeded, stratified by class; ordered: first rows train, last rows "
         "validate, as the tutorial's commands do",
     )
+    add_group_arguments(parser, ListSettings().group_by)
     parser.add_argument(
         "--balance",
         choices=BALANCES,
@@ -318,6 +358,8 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         spectrogram_root=args.spectrogram_root,
         mode=args.mode,
+        group_by=args.group_by,
+        group_seconds=args.group_seconds,
     )
     out = args.out or args.data_dir / "lists"
     info = make_lists(args.data_dir, out=out, settings=settings)
@@ -337,5 +379,6 @@ def run(args: argparse.Namespace) -> int:
             "its AUC cannot be computed; raise --val-fraction or add clips of that class",
             file=sys.stderr,
         )
-    print(f"wrote {Path(out) / ListsManifest.FILE} ({settings.split} split, seed {settings.seed})")
+    split = f"split by {info.group_by}" if info.group_by else f"{settings.split} split"
+    print(f"wrote {Path(out) / ListsManifest.FILE} ({split}, seed {settings.seed})")
     return 0

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from upcall.augment.clips import AugmentSettings
-from upcall.data.pngroot import SpectrogramSettings
+from upcall.data.groups import GROUP_BYS
+from upcall.data.pngroot import ReadOptions, SpectrogramSettings
 from upcall.errors import UpcallError
 from upcall.fsutil import sha256_file
 from upcall.jsonfile import JsonFile
@@ -33,6 +34,12 @@ class ListSettings:
     test: bool = False  # also list DATA/test/*.aiff (label 0: unknown)
     spectrogram_root: Path | None = None  # None: DATA, as the tutorial writes PNGs beside the clips
     mode: str | None = None  # spectrogram mode; None: whatever ROOT holds, else "tutorial"
+    # How missing PNGs' clips are read; None: as ROOT's spectrograms.json says, else the default.
+    read: ReadOptions | None = None
+    # With DATA/clips.csv (upcall.data.groups): what validation holds out whole; a time block's
+    # length in seconds (None: DEFAULT_GROUP_SECONDS). Kaggle data (no clips.csv): unused.
+    group_by: str = "auto"
+    group_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -47,6 +54,12 @@ class ListSettings:
             )
         if self.seed < 0:
             raise UpcallError(f"--seed must be zero or positive, got {self.seed}")
+        if self.group_by not in GROUP_BYS:
+            raise UpcallError(
+                f"--group-by must be one of {', '.join(GROUP_BYS)}, not {self.group_by!r}"
+            )
+        if self.group_seconds is not None and not self.group_seconds > 0:
+            raise UpcallError(f"--group-seconds must be positive, not {self.group_seconds}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,11 @@ class ListsManifest(JsonFile):
     # `upcall fit` compares them, never modification times, to tell whether DATA changed since.
     labels_digest: str | None = None
     clips_digest: str | None = None
+    # The group split (upcall.data.groups) where DATA had clips.csv; None in the others and in
+    # older files: "site", "recording" or "block", the block length, "train"/"val" → groups.
+    group_by: str | None = None
+    group_seconds: float | None = None
+    groups: dict[str, int] | None = None
 
     def check_files(self, folder: Path) -> None:
         """UpcallError unless the list files are those this lists.json was written with."""

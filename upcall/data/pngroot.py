@@ -6,11 +6,12 @@ DATA get one (:func:`find_clips`) and where each goes (:func:`png_path`). ``upca
 
 from __future__ import annotations
 
+import argparse
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from upcall.audio.clip import AUDIO_SUFFIXES
+from upcall.audio.clip import AUDIO_SUFFIXES, FITS
 from upcall.data.spectrogram import HEIGHT, NFFT, NOVERLAP, SAMPLE_RATE, WIDTH, mode_settings
 from upcall.errors import UpcallError
 from upcall.jsonfile import INLINE, JsonFile, plain
@@ -25,6 +26,39 @@ class ReadOptions:
     resample: bool = False
     mixdown: bool = False
     fit: str = "strict"
+
+
+def add_read_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--resample, --mixdown and --fit for commands that read clips through a recipe or lists
+    (``fit``, ``search``, ``baseline``): unset unless given (:func:`read_options` merges them)."""
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        default=None,
+        help="resample clips of another sample rate to 2000 Hz",
+    )
+    parser.add_argument(
+        "--mixdown",
+        action="store_true",
+        default=None,
+        help="average the channels of stereo / multi-channel clips",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=FITS,
+        help="clips not 2 s long: zero-pad short ones (pad), keep the start of long ones "
+        "(trim), or both (pad-trim); default: reject them",
+    )
+
+
+def read_options(args: argparse.Namespace, base: ReadOptions | None = None) -> ReadOptions | None:
+    """``base`` (default: the defaults) with the flags of :func:`add_read_arguments` that were
+    given; None when there is no ``base`` and none was given."""
+    given = {k: getattr(args, k) for k in ("resample", "mixdown", "fit")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if base is None and not given:
+        return None
+    return replace(base or ReadOptions(), **given)
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,20 @@ def _check_name(path: Path, line: int, name: str) -> None:
         )
 
 
-def labels_digest(clips: Sequence[Clip]) -> str:
+def labels_digest(clips: Sequence[Clip], *, groups: bytes | None = None) -> str:
     """SHA-256 of the rows as read (order, names, labels): a label edit changes it, a file
-    copied with its old modification time or rewritten with other line endings does not."""
+    copied with its old modification time or rewritten with other line endings does not.
+    ``groups``: DATA/clips.csv's bytes where it exists (the groups of the split depend on it)."""
     text = "".join(f"{clip.name},{clip.label}\n" for clip in clips)
-    return hashlib.sha256(text.encode()).hexdigest()
+    digest = hashlib.sha256(text.encode())
+    if groups is not None:
+        digest.update(b"\0clips.csv\0" + groups)
+    return digest.hexdigest()
+
+
+def groups_bytes(data_dir: Path) -> bytes | None:
+    """DATA/clips.csv's bytes (what :func:`labels_digest` takes as ``groups``), or None."""
+    try:
+        return (data_dir / "clips.csv").read_bytes()
+    except FileNotFoundError:
+        return None

@@ -1,7 +1,7 @@
 """``upcall detect --ray ADDRESS``: the per-file work as tasks on a running Ray cluster.
 
 Each recording is one task running the function ``detect`` gives
-(:func:`upcall.detect.run._ray_task`: the very work a local worker does), so a task writes the
+(:func:`upcall.detect.work.ray_task`: the very work a local worker does), so a task writes the
 same table files, byte for byte, and a failed file is reported the same way; this module knows
 nothing of the work itself. A Ray worker process keeps its loaded model between tasks. The model,
 the recordings and the output folder must be at the same paths on every node (a shared

@@ -1,11 +1,14 @@
 """Window scores → detections: smooth → threshold → group runs → merge overlaps → boxes.
 
 Each step is a small function of frozen dataclasses (STYLE.md, after ketos's detection steps).
+A detection's box here spans the windows that fired; :mod:`upcall.detect.boxes` then tightens it
+to the call from the recording's audio.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -41,8 +44,11 @@ class Detection:
     low_hz: float
     high_hz: float
     score: float  # the highest window score in it
+    peak_s: float | None = None  # centre of the highest-scoring window
 
-    def selection(self, *, begin_path: str | None = None) -> Selection:
+    def selection(self, *, start: datetime | None = None) -> Selection:
+        """The detection as a Raven selection; ``start``: the recording's absolute start, which
+        gives the selection its clock time."""
         return Selection(
             self.begin_s,
             self.end_s,
@@ -50,8 +56,8 @@ class Detection:
             self.high_hz,
             "upcall",
             score=self.score,
-            begin_path=begin_path,
-            file_offset_s=self.begin_s if begin_path else None,
+            clock=start + timedelta(seconds=self.begin_s) if start is not None else None,
+            peak_s=self.peak_s,
         )
 
 
@@ -99,12 +105,14 @@ def box(run: Run, timeline: Timeline, scores: np.ndarray, *, floor: float = 0.25
     hz = timeline.band_hz
     strong = np.flatnonzero(power >= floor * power.max()) if power.max() > 0 else []
     low, high = (hz[strong[0]], hz[strong[-1]]) if len(strong) else (hz[0], hz[-1])
+    peak = run.first + int(np.argmax(scores[run.first : run.last + 1]))
     return Detection(
         begin_s=timeline.start_s(run.first),
         end_s=timeline.start_s(run.last) + timeline.window_s,
         low_hz=float(low),
         high_hz=float(high),
-        score=float(scores[run.first : run.last + 1].max()),
+        score=float(scores[peak]),
+        peak_s=timeline.start_s(peak) + timeline.window_s / 2,
     )
 
 

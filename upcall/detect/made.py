@@ -1,5 +1,6 @@
 """What made each detection table, so a rerun redoes exactly what changed.
 
+    DIR/detect.json         :class:`DetectSettings`: the model and settings of the last run
     DIR/<rel>.made.json     :class:`Made`, written after the table (and scores) it describes
 
 A recording's table is kept on a rerun only when its record names the same settings digest
@@ -7,7 +8,8 @@ A recording's table is kept on a rerun only when its record names the same setti
 modification time and a hash of its first and last :data:`EDGE` bytes. Hashing whole archives
 would double the I/O of a run that reads each file once; a replaced recording changes its size,
 its time or (for an in-place edit of the same length) its header or end. A table without its
-record, or with a record of other inputs, is made again.
+record, or with a record of other inputs, is made again; so is one whose recording's absolute
+start (its clock times) is no longer the one it was made with.
 """
 
 from __future__ import annotations
@@ -21,6 +23,27 @@ from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
 
 EDGE = 1 << 20  # bytes hashed at each end of a recording (1 MiB: the header and 4 min at 2 kHz)
+
+
+@dataclass(frozen=True)
+class DetectSettings(JsonFile):
+    """DIR/detect.json: what the tables in DIR were made with."""
+
+    FILE = "detect.json"
+    model: str  # the job folder or exported .onnx model (absolute)
+    weights: str  # the snapshot's caffemodel (the .onnx file for an exported model)
+    threshold: float
+    step_s: float
+    channel: int
+    smoothing: int  # windows in the moving average (1: none)
+    # "per-window", or "fully-convolutional" (step_s is then rounded to the trunk's stride)
+    scoring: str = "per-window"
+    # SHA-256 of the weights (and, for a job, its deploy.prototxt): `train --restart` keeps the
+    # snapshot's name but not its weights
+    model_sha256: str = ""
+    # "tight": boxes bound the call (upcall.detect.boxes); tables of earlier runs, made without
+    # this key, spanned the windows that fired and are made again
+    boxes: str = "tight"
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,9 @@ class Made(JsonFile):
     settings_sha256: str  # digest of the run's DetectSettings (model snapshot hash included)
     recording: RecordingStamp
     scores: bool  # <rel>.scores.csv was written too
+    start: str | None = None  # the recording's absolute start (ISO 8601 with offset), if known
+    start_source: str = "unknown"  # where the start came from (upcall.audio.starttime.Start)
+    duration_s: float | None = None  # the recording's length (None in records of older runs)
 
 
 def stamp(path: Path) -> RecordingStamp:
@@ -75,4 +101,6 @@ def is_done(out: Path, rel: Path, made: Made, table: Path, scores_csv: Path | No
         return False
     if (old.settings_sha256, old.recording) != (made.settings_sha256, made.recording):
         return False
+    if (old.start, old.start_source) != (made.start, made.start_source):
+        return False  # the table's clock times would be other ones
     return scores_csv is None or (old.scores and scores_csv.is_file())

@@ -6,9 +6,16 @@
                                      input tree is mirrored and equal names stay apart)
     DIR/<rel>.scores.csv             with --scores: start_s,score per window
     DIR/<rel>.made.json              what made the table (:mod:`upcall.detect.made`): a rerun
-                                     keeps a table only when the model, the settings and the
-                                     recording are the ones it was made from
-    DIR/detections.txt, .csv         all recordings, with Begin Path and File Offset (s)
+                                     keeps a table only when the model, the settings, the
+                                     recording and its start are the ones it was made from
+    DIR/detections.txt               every recording's detections as one Raven file sequence
+                                     (:mod:`upcall.detect.combined`), DIR/sequence.txt its files
+    DIR/detections.csv               the same, one row per detection, times in its file
+    DIR/recordings.csv               each recording's start, length and place in the sequence
+
+Each detection's box bounds its call (:mod:`upcall.detect.boxes`); where a recording's absolute
+start is known (``--start-times``, the file's metadata or its name:
+:mod:`upcall.audio.starttime`) its rows carry Begin Date and Begin Clock Time.
 
 Windows are scored one by one, or with one pass of the network over each batch of windows'
 audio where the spectrogram mode and the net allow it (see :mod:`upcall.detect.score`;
@@ -19,151 +26,20 @@ detect.json's ``scoring`` says which). Unreadable files, and paths a Raven table
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from upcall.audio.raven import write_table
-from upcall.detect import events, stream
-from upcall.detect.combined import table_path, write_combined
-from upcall.detect.made import Made, is_done, record_path, settings_digest, stamp
+from upcall.audio import stream
+from upcall.detect.combined import Entry, table_path, write_combined
+from upcall.detect.made import DetectSettings, Made, is_done, record_path, settings_digest, stamp
+from upcall.detect.work import Item, detect_file, failed, init, ray_task, work
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_text
-from upcall.jsonfile import JsonFile
+
+__all__ = ["DetectSettings", "detect", "detect_file"]  # detect_file: the tests' way in
 
 HELP = "detect up-calls in long recordings with a trained job; Raven selection tables out"
-
-
-@dataclass(frozen=True)
-class DetectSettings(JsonFile):
-    """DIR/detect.json: what the tables in DIR were made with."""
-
-    FILE = "detect.json"
-    model: str  # the job folder or exported .onnx model (absolute)
-    weights: str  # the snapshot's caffemodel (the .onnx file for an exported model)
-    threshold: float
-    step_s: float
-    channel: int
-    smoothing: int  # windows in the moving average (1: none)
-    # "per-window", or "fully-convolutional" (step_s is then rounded to the trunk's stride)
-    scoring: str = "per-window"
-    # SHA-256 of the weights (and, for a job, its deploy.prototxt): `train --restart` keeps the
-    # snapshot's name but not its weights
-    model_sha256: str = ""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One recording's work, as a worker (local or Ray) gets it."""
-
-    path: str
-    table: str
-    settings: DetectSettings
-    scores_csv: str | None  # where to write the scores, or None
-    block_s: float
-    made: Made  # written to record after the table: what it was made from
-    record: str
-
-
-@dataclass(frozen=True)
-class Result:
-    """One recording's outcome from a worker."""
-
-    path: str
-    seconds: float  # audio length
-    detections: tuple[events.Detection, ...]
-    problem: str | None = None
-
-
-def detect_file(
-    scorer,
-    path: Path,
-    settings: DetectSettings,
-    *,
-    block_s: float = 600.0,
-    scores_csv: Path | None = None,
-) -> tuple[float, list[events.Detection], np.ndarray]:
-    """(seconds, detections, window scores) of one recording, streamed block by block."""
-    from upcall.detect.score import band_bins, concat
-
-    seconds = stream.duration_s(path)
-    step = round(settings.step_s * stream.RATE)
-    scorer.choose(step, per_window=settings.scoring == "per-window")
-    chunks = stream.blocks(path, channel=settings.channel, block_s=block_s)
-    parts = [scorer.score_span(s, step) for s in stream.spans(chunks, step=step)]
-    scored = concat(parts)
-    timeline = events.Timeline(
-        scored.scores,
-        scored.band_power,
-        band_bins(),
-        step / stream.RATE,
-        stream.WINDOW / stream.RATE,
-    )
-    found = events.detect(timeline, threshold=settings.threshold, smoothing=settings.smoothing)
-    # a recording shorter than a window is scored zero-padded: no detection ends past its end
-    found = [replace(d, end_s=min(d.end_s, seconds)) for d in found]
-    if scores_csv is not None:
-        lines = ["start_s,score"] + [
-            f"{i * timeline.step_s:.3f},{s:.6f}" for i, s in enumerate(scored.scores)
-        ]
-        scores_csv.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(scores_csv, "\n".join(lines) + "\n")
-    return seconds, found, scored.scores
-
-
-_SCORER = None  # one per worker process
-_SCORER_KEY: tuple | None = None  # (model, its SHA-256, threads) it was loaded for
-
-
-def _init(model: str, threads: int | None, digest: str = ""):
-    """Load the model once per worker process; ``threads``: its share of the cores; ``digest``:
-    the model's hash, so a process that is reused (in-process runs, Ray) notices new weights."""
-    global _SCORER, _SCORER_KEY
-    if _SCORER_KEY == (model, digest, threads):
-        return _SCORER  # a reused worker (Ray) keeps its model
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # for any OpenMP pool started later
-    from upcall.detect.score import Scorer
-
-    # the predictor sets its backend's thread pool (torch, onnxruntime) to ``threads``
-    _SCORER = Scorer(Path(model), threads=threads)
-    _SCORER_KEY = (model, digest, threads)
-    return _SCORER
-
-
-def _work(item: Item) -> Result:
-    path = item.path
-    try:
-        seconds, found, _ = detect_file(
-            _SCORER,
-            Path(path),
-            item.settings,
-            block_s=item.block_s,
-            scores_csv=Path(item.scores_csv) if item.scores_csv else None,
-        )
-    except (UpcallError, ValueError, OSError, RuntimeError) as e:
-        return Result(path, 0.0, (), str(e).removeprefix(f"{path}: "))
-    Path(item.table).parent.mkdir(parents=True, exist_ok=True)
-    write_table(item.table, [d.selection() for d in found], scores=True)
-    item.made.write(item.record)  # last: the table and scores it describes are complete
-    return Result(path, seconds, tuple(found))
-
-
-def _ray_task(model: str, item: Item) -> Result:
-    """One recording as a Ray task (:mod:`upcall.detect.cluster`): a Ray worker process keeps
-    its loaded model between tasks."""
-    from upcall.detect.cluster import TASK_CPUS
-
-    _init(model, TASK_CPUS, item.settings.model_sha256)
-    return _work(item)
-
-
-def _failed(item: Item, problem: str) -> Result:
-    return Result(item.path, 0.0, (), problem)
 
 
 def note_settings(out: Path, settings: DetectSettings) -> None:
@@ -201,13 +77,17 @@ def detect(
     block_s: float = 600.0,
     ray: str | None = None,
     per_window: bool = False,
+    start_times: Path | None = None,
 ) -> BatchReport:
     """Run detection over ``inputs`` into ``out``; returns the (unfinished) report.
 
     ``job``: a job folder or an exported .onnx model. ``ray``: the address of a running Ray
     cluster (HOST:PORT) that does the per-file work instead of local processes.
     ``per_window``: score each window on its own even where one pass over a block could.
+    ``start_times``: a CSV of the recordings' absolute starts (file,start[,site]).
     """
+    from upcall.audio.starttime import read_start_times
+
     if not 0 < step_s <= 2.0:
         raise UpcallError(f"--step must be in (0, 2] seconds, got {step_s}")
     if not 0.0 <= threshold <= 1.0:
@@ -216,11 +96,14 @@ def detect(
         raise UpcallError(f"--smoothing must be at least 1 window (1: none), got {smoothing}")
     if workers < 1:
         raise UpcallError(f"--workers must be at least 1, got {workers}")
+    times = read_start_times(start_times) if start_times is not None else None
+    if times is not None and (note := times.note()):
+        print(note, file=sys.stderr)
     job = job.resolve()
     weights, model_hash = model_weights(job)
     files = stream.find_recordings(inputs)
     # the model is loaded here too: how windows are scored, and the step, depend on its net
-    choice = _init(str(job), None, model_hash).choose(
+    choice = init(str(job), None, model_hash).choose(
         round(step_s * stream.RATE), per_window=per_window
     )
     print(choice.note, file=sys.stderr)
@@ -238,13 +121,14 @@ def detect(
     digest = settings_digest(settings)
     report = BatchReport("recordings")
     items: list[Item] = []
-    done, finished = 0, set()  # recordings whose table is of this run
+    done, made_of = 0, {}  # each recording's Made, by path
+    finished: dict[str, float] = {}  # recordings whose table is of this run: their lengths
     for path, rel in files:
         if problem := unwritable(path):
             report.fail(ascii(str(path)), problem)  # ascii: the report stays one line
             continue
         try:
-            made = Made(digest, stamp(path), scores)
+            made = made_of[str(path)] = _made(path, rel, digest, scores, times)
         except UpcallError as e:
             report.fail(path, str(e).removeprefix(f"{path}: "))
             continue
@@ -252,20 +136,22 @@ def detect(
         if is_done(out, rel, made, table, csv_path if scores else None):
             done += 1
             report.ok()
-            finished.add(str(path))
+            finished[str(path)] = _duration(out, rel, path)
             continue
         record = record_path(out, rel)
         csv_out = str(csv_path) if scores else None
         if not scores:  # an earlier run's scores would sit beside a table made from other inputs
             csv_path.unlink(missing_ok=True)
         items.append(Item(str(path), str(table), settings, csv_out, block_s, made, str(record)))
+    if made_of:
+        print(_sources(list(made_of.values())), file=sys.stderr)
     if done:
         print(f"{done} recording(s) already done in {out}: skipped", file=sys.stderr)
     clock, audio_s = time.perf_counter(), 0.0
     for n, result in enumerate(_results(job, items, workers, ray), start=1):
         report.record(result.path, result.problem)
         if result.problem is None:
-            finished.add(result.path)
+            finished[result.path] = result.seconds
         audio_s += result.seconds
         rate = audio_s / max(time.perf_counter() - clock, 1e-9)
         print(
@@ -276,8 +162,44 @@ def detect(
             flush=True,
         )
     # only tables of this run: a failed redo's old table was made from other inputs
-    write_combined(out, [f for f in files if str(f[0]) in finished])
+    entries = [
+        Entry(path, rel, made_of[str(path)], finished[str(path)])
+        for path, rel in files
+        if str(path) in finished
+    ]
+    for line in write_combined(out, entries):
+        print(line, file=sys.stderr)
     return report
+
+
+def _made(path: Path, rel: Path, digest: str, scores: bool, times) -> Made:
+    """The record ``path``'s table will have: the run's settings, the file as it is now, its
+    absolute start (:func:`upcall.audio.starttime.recording_start`)."""
+    from upcall.audio.starttime import iso, recording_start
+
+    start = recording_start(path, rel=rel, table=times)
+    when = iso(start.when) if start.when is not None else None
+    return Made(digest, stamp(path), scores, when, start.source)
+
+
+def _sources(made: list[Made]) -> str:
+    """One line: where the recordings' start times came from."""
+    counts: dict[str, int] = {}
+    for m in made:
+        counts[m.start_source] = counts.get(m.start_source, 0) + 1
+    if set(counts) == {"unknown"}:
+        return "start times: unknown (no clock times in the tables; see --start-times)"
+    return "start times: " + ", ".join(
+        f"{n} from {k}" if k != "unknown" else f"{n} unknown" for k, n in counts.items()
+    )
+
+
+def _duration(out: Path, rel: Path, path: Path) -> float:
+    """A finished recording's length: from its record, or its header (records of older runs)."""
+    old = Made.read(record_path(out, rel))
+    if old is not None and old.duration_s is not None:
+        return old.duration_s
+    return stream.duration_s(path)
 
 
 def model_weights(model: Path) -> tuple[str, str]:
@@ -298,16 +220,16 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     if ray is not None:
         from upcall.detect.cluster import ray_results
 
-        yield from ray_results(ray, _ray_task, str(job), items, _failed)
+        yield from ray_results(ray, ray_task, str(job), items, failed)
         return
     from upcall.parallel import cap_workers, default_workers, process_pool
 
     # never more workers than files, nor than cores: idle workers each load the model, and
     # more than the cores only contend (64 workers on two files ran at 22× instead of 490×)
     workers = cap_workers(workers, len(items))
-    if workers <= 1:
-        _init(str(job), None, digest)
-        yield from map(_work, items)
+    if workers <= 1:  # one file at a time in this process: a long one shows its progress
+        init(str(job), None, digest)
+        yield from (work(replace(item, show=True)) for item in items)
         return
     # each worker's share of the cores: N workers with every core each oversubscribe them
     # (2 workers on 2 cores ran at 0.52× one worker's speed before this)
@@ -315,14 +237,15 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     print(f"{workers} worker processes, {threads} thread(s) each", file=sys.stderr)
     # process_pool: upcall's one start method (never a fork of this process, which has run
     # torch); the workers die with this process, and stop at once when it is stopped
-    init = (str(job), threads, digest)
+    args = (str(job), threads, digest)
     # the model's module (torch) loaded once, by the forkserver, not by each worker
-    with process_pool(workers, init=_init, initargs=init, preload=["upcall.detect.score"]) as pool:
-        yield from pool.map(_work, items)
+    with process_pool(workers, init=init, initargs=args, preload=["upcall.detect.score"]) as pool:
+        yield from pool.map(work, items)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from upcall import cliargs
+    from upcall.audio.starttime import PATTERNS_HELP
 
     cliargs.add_model(parser)
     parser.add_argument(
@@ -364,6 +287,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scores", action="store_true", help="also write per-window scores")
     parser.add_argument(
+        "--start-times",
+        type=Path,
+        metavar="CSV",
+        help="a CSV of the recordings' absolute starts, so the tables carry Begin Date and "
+        f"Begin Clock Time. {PATTERNS_HELP}",
+    )
+    parser.add_argument(
         "--per-window",
         action="store_true",
         help="compute each window's spectrogram and network pass on its own, even where one "
@@ -384,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
         scores=args.scores,
         ray=args.ray,
         per_window=args.per_window,
+        start_times=args.start_times,
     )
     report.finish()
     return 0

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from upcall.audio.stream import WINDOW, Span
 from upcall.data import spectrogram
-from upcall.detect.stream import WINDOW, Span
 from upcall.inference import Model, load_model
 from upcall.inference.predict import Sliding
 

@@ -20,7 +20,8 @@ from upcall.errors import UpcallError
 from upcall.job.config import JobConfig
 from upcall.job.spec import JobSpec, classifier_head
 from upcall.network.phase import layer_included
-from upcall.proto import caffe_pb2, read_text, to_text
+from upcall.network.upgrade import read_net
+from upcall.proto import caffe_pb2, to_text
 
 TRAIN_STATE = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
 TEST_STATE = caffe_pb2.NetState(phase=caffe_pb2.TEST)
@@ -171,7 +172,7 @@ def _deploy_softmax(spec: JobSpec) -> str:
     """The name of deploy.prototxt's Softmax (DIGITS's "softmax" when there is no deploy)."""
     path = spec.job / "deploy.prototxt"
     if path.is_file():
-        deploy = read_text(path, caffe_pb2.NetParameter())
+        deploy = read_net(path)
         for layer in deploy.layer:
             if layer.type == "Softmax":
                 return layer.name

@@ -32,7 +32,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, Unauthorized
 
-from upcall.digits_server import forms, page, paths, views
+from upcall.digits_server import browse, forms, jobjson, newjob, page, paths, views
 from upcall.digits_server.jobs import (
     DONE,
     INIT,
@@ -75,7 +75,12 @@ def make_app(
     locked: a second server on it is a one-line UpcallError.
     """
     roots = paths.DataRoots(data_roots if data_roots is not None else [Path.cwd()])
-    app = Flask("upcall.digits", template_folder=str(Path(__file__).with_name("templates")))
+    here = Path(__file__).parent
+    app = Flask(
+        "upcall.digits",
+        template_folder=str(here / "templates"),
+        static_folder=str(here / "static"),  # the pages' stylesheet and script
+    )
     app.url_map.redirect_defaults = False  # as digits/webapp.py: download.tar.gz must not redirect
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
     app.config["UPCALL_DATA_ROOTS"] = roots
@@ -85,6 +90,8 @@ def make_app(
     app.config["UPCALL_BACKEND"] = backend or engine
     _routes(app, store)
     views.add_routes(app, store)
+    newjob.add_routes(app, store, lambda: username(required=False))
+    browse.add_routes(app, store)
     return app
 
 
@@ -176,7 +183,8 @@ def _routes(app: Flask, store: JobStore) -> None:
     def handle_error(e: Exception):
         """digits/views.py handle_error: the exception's status, JSON when asked."""
         if isinstance(e, forms.FormErrors):
-            return _form_errors(e)
+            again = None if wants_json() else newjob.form_again(e.errors, store)
+            return again or _form_errors(e)
         code = e.code if isinstance(e, HTTPException) else 500
         message = one_line(str(e.description if isinstance(e, HTTPException) else e))
         kind = type(e).__name__
@@ -190,7 +198,7 @@ def _routes(app: Flask, store: JobStore) -> None:
     @app.route("/login", methods=["GET", "POST"])
     def login():
         if request.method == "GET":
-            return page.login_page()
+            return page.login_page(next_path=local_target(request.args.get("next")))
         name = request.form.get("username", "")
         if not _USERNAME.fullmatch(name):
             return page.login_page("Invalid username"), 200  # DIGITS re-renders, no cookie
@@ -212,6 +220,7 @@ def _routes(app: Flask, store: JobStore) -> None:
         form = forms.check_dataset(request.form, files)
         local = forms.checkbox(form, "textfile_use_local_files")
         form["_local"] = "1" if local else "0"
+        form["_val"] = "1" if forms.checkbox(form, "textfile_use_val") else "0"
         texts = paths.dataset_lists(form, files, app.config["UPCALL_DATA_ROOTS"], local)
         record = store.create(
             JobRecord(
@@ -233,7 +242,7 @@ def _routes(app: Flask, store: JobStore) -> None:
             store.delete(record.id)
             raise
         store.submit(record.id)
-        return _created([record])
+        return _created(store, [record])
 
     @app.route("/models/images/classification.json", methods=["POST"])
     @app.route("/models/images/classification", methods=["POST"])
@@ -241,11 +250,11 @@ def _routes(app: Flask, store: JobStore) -> None:
         """One job per learning rate; ``{"jobs": [...]}`` for several (model views.py)."""
         user = username()
         datasets = {j.id for j in store.all("dataset") if j.status in (*RUNNING, DONE)}
-        parsed = forms.check_model(request.form, datasets)
+        parsed = forms.check_model(newjob.resolve_previous(request.form, store), datasets)
         f = parsed["form"]
         dataset = lookup(store, f["dataset"], "dataset")
         if f["method"] == "custom":  # before any job is made
-            _check_prototxt(f["custom_network"])
+            _check_prototxt(f["custom_network"], app.config["UPCALL_ENGINE"])
         records = []
         for lr in parsed["rates"]:
             name = f["model_name"] + (f" learning_rate:{lr}" if len(parsed["rates"]) > 1 else "")
@@ -266,7 +275,7 @@ def _routes(app: Flask, store: JobStore) -> None:
             _write_models(store, records, dataset, parsed)
         for record in records:
             store.submit(record.id)
-        return _created(records)
+        return _created(store, records)
 
     @app.route("/<any(jobs,datasets,models):kind>/<job_id>/status")
     def job_status(kind, job_id):
@@ -324,7 +333,9 @@ def _write_models(store: JobStore, records: list[JobRecord], dataset: JobRecord,
     DIGITS's "Bad network" validation is, and no job is left behind."""
     try:
         for record, lr in zip(records, parsed["rates"], strict=True):
-            write_model_job(store.folder(record.id), store.folder(dataset.id), parsed, lr)
+            write_model_job(
+                store.folder(record.id), store.folder(dataset.id), parsed, lr, record.engine
+            )
     except (UpcallError, ValueError) as e:
         for record in records:
             store.delete(record.id)
@@ -336,24 +347,32 @@ def _write_models(store: JobStore, records: list[JobRecord], dataset: JobRecord,
         raise
 
 
-def _check_prototxt(text: str) -> None:
+def _check_prototxt(text: str, engine: str) -> None:
     """digits/frameworks/caffe_framework.py validate_network: "Bad network: Not a valid
     NetParameter: ..." (400) for a custom network protobuf cannot parse. A layer that reads a
     file the net names (an InfogainLoss matrix, a Python layer's module) is refused too: those
-    are server paths no --data-root vouches for (Data sources and means are the dataset's)."""
+    are server paths no --data-root vouches for (Data sources and means are the dataset's).
+    With the torch engine, a layer it does not implement is refused here, before any job."""
     from google.protobuf import text_format
 
+    from upcall.network.shapes import SUPPORTED_TYPES, unsupported_message
+    from upcall.network.upgrade import upgrade_net
     from upcall.proto import caffe_pb2
 
     net = caffe_pb2.NetParameter()
     try:
         text_format.Merge(text, net)
-    except text_format.ParseError as e:
+        upgrade_net(net, where="the custom network")  # a 2015 net is checked as Caffe reads it
+    except (text_format.ParseError, UpcallError) as e:
         raise forms.FormErrors(
             {"custom_network": [f"Bad network: Not a valid NetParameter: {e}"]}
         ) from e
     for layer in net.layer:
-        if layer.infogain_loss_param.source or layer.type == "Python":
+        if engine == "torch" and layer.type not in SUPPORTED_TYPES:
+            message = f"Bad network: {unsupported_message(layer)}"
+            raise forms.FormErrors({"custom_network": [message]})
+        reads = (layer.infogain_loss_param, layer.image_data_param, layer.hdf5_data_param)
+        if any(p.source for p in reads) or layer.type == "Python":
             raise forms.FormErrors(
                 {
                     "custom_network": [
@@ -364,9 +383,12 @@ def _check_prototxt(text: str) -> None:
             )
 
 
-def _created(records: list[JobRecord]) -> Response:
-    """A single job → its json_dict(); several → {"jobs": [...]} (the creation status)."""
-    dicts = [dict(r.json_dict(), status=INIT) for r in records]
+def _created(store: JobStore, records: list[JobRecord]) -> Response:
+    """A single job → its json_dict(); several → {"jobs": [...]} (the creation status).
+    An HTML form's post goes to the job's page (the home page for several), as DIGITS's."""
+    if not wants_json():
+        return redirect(f"/{records[0].kind}s/{records[0].id}" if len(records) == 1 else "/")
+    dicts = [jobjson.job_json(store, r) | {"status": INIT} for r in records]
     return jsonify(dicts[0] if len(dicts) == 1 else {"jobs": dicts})
 
 

@@ -168,12 +168,12 @@ def _iff(kind: type[Field], **conditions: object) -> Field:
 
 LMDB_ONLY = "upcall writes LMDB only"
 NETWORKS_SERVED = "upcall serves standard and custom networks only"
-NO_VAL = "upcall's datasets need a validation list: send it with y"
 
 
 class DatasetForm(_DigitsForm):
     """digits/dataset/images/classification/forms.py, ``method=textfile`` and LMDB only:
-    upcall builds datasets from "PATH LABEL" lists, and its datasets always have a val_db."""
+    upcall builds datasets from "PATH LABEL" lists; without ``textfile_use_val`` (a left-out
+    checkbox is false) a dataset has a train DB only, as in DIGITS."""
 
     # fmt: off
     dataset_name = StringField(validators=[DataRequired()])
@@ -191,8 +191,7 @@ class DatasetForm(_DigitsForm):
                       {"hdf5": LMDB_ONLY, "tfrecords": LMDB_ONLY})
     compression = StringField(default="none")
     textfile_use_local_files = BooleanField()
-    textfile_use_val = BooleanField(default=True,
-                                    validators=[RequiredIff(NO_VAL, method="textfile")])
+    textfile_use_val = BooleanField(default=True)
     textfile_train_images = _iff(Field, textfile_use_local_files=False)  # uploads
     textfile_val_images = _iff(Field, textfile_use_local_files=False, textfile_use_val=True)
     textfile_labels_file = _iff(Field, textfile_use_local_files=False)

@@ -134,13 +134,14 @@ def classify_paths(
 def dataset_lists(
     form: Mapping[str, str], uploads: Mapping[str, bytes], roots: DataRoots, local: bool
 ) -> dict[str, str]:
-    """The dataset's labels, train and val texts from uploads or server paths, checked: every
-    image under the roots, every label named, every line short; ``{"labels": ..., ...}``.
-    FormErrors names every field at fault (its first fault each)."""
+    """The dataset's labels, train and (with ``_val`` "1") val texts from uploads or server
+    paths, checked: every image under the roots, every label named, every line short;
+    ``{"labels": ..., ...}``. FormErrors names every field at fault (its first fault each)."""
     texts: dict[str, str] = {}
     errors: dict[str, list[str]] = {}
     n_labels = 1 << 30  # until the labels file is read: no label check
-    for part, name in (("labels_file", "labels"), ("train_images", "train"), ("val_images", "val")):
+    parts = [("labels_file", "labels"), ("train_images", "train"), ("val_images", "val")]
+    for part, name in parts if form.get("_val", "1") == "1" else parts[:2]:
         try:
             texts[name] = _dataset_text(form, uploads, roots, local, part, name, n_labels)
         except FormErrors as e:

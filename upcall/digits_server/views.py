@@ -1,17 +1,8 @@
 """The server's read-only and inference routes: job JSON, listings, downloads, classification.
 
+The job JSON's shapes are :mod:`upcall.digits_server.jobjson`'s.
+
 Facts followed (NVIDIA/DIGITS source):
-- digits/views.py ``home`` (``/index.json``: version, jobs_dir, datasets, models),
-  ``completed_jobs`` (running, datasets, models, pretrained_models, model_output_fields; entries
-  with id, name, group, status, status_css, submitted, elapsed, progress, type, and backend or
-  framework + dataset_id, models with ``"<output> (train|val) last|min|max"``),
-  ``job_table_data`` (``{"job": entry}``).
-- digits/dataset/images/classification/job.py, digits/dataset/tasks/create_db.py: a dataset's
-  detailed JSON with ``ParseFolderTasks`` and ``CreateDbTasks`` (entries = list lines).
-- digits/model/job.py, digits/model/images/job.py, digits/model/tasks/caffe_train.py
-  ``get_task_stats``: a model's JSON keys ("job id", "creation time", "image dimensions",
-  "snapshot file" = "no snapshots" before the first, ...); detailed adds directory, snapshots
-  (epochs).
 - digits/model/images/classification/views.py: classify_one.json (``image_file`` or
   ``image_path``; 400 without) and classify_many.json (``image_list``, ``image_folder``,
   ``num_test_images``); ``job_id`` missing → 400, unknown → 404; top 5 ``[label, percent]``.
@@ -31,182 +22,35 @@ from pathlib import Path
 from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, NotFound
 
-from upcall import __version__
 from upcall.digits_server import page, paths
 from upcall.digits_server.forms import FormErrors
-from upcall.digits_server.jobs import CSS, RUNNING, TYPES, JobRecord, JobStore
+from upcall.digits_server.jobjson import (
+    completed_jobs_json,
+    dataset_json,
+    entry,
+    index_json,
+    iters_per_epoch,
+    model_json,
+    snapshots,
+)
+from upcall.digits_server.jobs import JobRecord, JobStore
 from upcall.digits_server.routing import lookup, wants_json
 
 ARCHIVES = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "zip": None}
-
-
-def snapshots(folder: Path) -> dict[int, Path]:
-    """iteration → .caffemodel of the complete snapshot sets in ``folder`` (upcall.job.snapshots'
-    rule)."""
-    from upcall.job import snapshots as sets
-
-    return sets.complete(sets.Prefix(folder / sets.DEFAULT_PREFIX))
-
-
-def iters_per_epoch(folder: Path) -> int:
-    from upcall.job.config import JobConfig
-
-    config = JobConfig.read(folder)
-    return int(config.schedule.get("train_iter", 1)) if config and config.schedule else 1
-
-
-def model_outputs(folder: Path) -> dict[str, float]:
-    """DIGITS's ``"<output> (train|val) last|min|max"`` values from metrics.jsonl."""
-    from upcall.job.records import TestRecord, TrainRecord, read_metrics
-
-    series: dict[str, list[float]] = {}
-    try:
-        records = read_metrics(folder, missing_ok=True)
-    except Exception:  # a file being written: no values yet
-        records = []
-    for r in records:
-        pairs = (
-            [("loss (train)", r.loss)]
-            if isinstance(r, TrainRecord)
-            else [("loss (val)", r.val_loss), ("accuracy (val)", r.val_accuracy)]
-            if isinstance(r, TestRecord) and r.epoch > 0
-            else []
-        )
-        for name, v in pairs:
-            if v is not None:
-                series.setdefault(name, []).append(100 * v if "accuracy" in name else v)
-    out = {}
-    for name, values in series.items():
-        out |= {f"{name} last": values[-1], f"{name} min": min(values), f"{name} max": max(values)}
-    return out
-
-
-def progress(store: JobStore, job: JobRecord) -> int:
-    if job.status == "Done":
-        return 100
-    if job.kind == "dataset":
-        return 0
-    from upcall.job.records import read_metrics
-
-    try:
-        records = read_metrics(store.folder(job.id), missing_ok=True)
-        epochs = float(job.form.get("train_epochs", "1"))
-        return int(min(100, 100 * records[-1].epoch / epochs)) if records else 0
-    except Exception:
-        return 0
-
-
-def entry(store: JobStore, job: JobRecord) -> dict:
-    """One row of completed_jobs.json / table_data.json."""
-    out = {
-        "id": job.id,
-        "name": job.name,
-        "group": job.group,
-        "status": job.status,
-        "status_css": CSS[job.status],
-        "submitted": job.submitted,
-        "elapsed": job.elapsed(),
-        "progress": progress(store, job),
-        "type": TYPES[job.kind],
-    }
-    if job.kind == "dataset":
-        return out | {"backend": "lmdb"}
-    return (
-        out
-        | {"framework": "caffe", "dataset_id": job.dataset_id}
-        | model_outputs(store.folder(job.id))
-    )
-
-
-def dataset_json(store: JobStore, job: JobRecord) -> dict:
-    folder = store.folder(job.id)
-    tasks = []
-    f = job.form
-    for db in ("train", "val"):
-        lst = folder / "lists" / f"{db}.txt"
-        lines = [x for x in lst.read_text().splitlines() if x.strip()] if lst.exists() else []
-        tasks.append(
-            {
-                "name": f"Create DB ({db})",
-                "entries": len(lines),
-                "image_width": int(f.get("resize_width", 256)),
-                "image_height": int(f.get("resize_height", 256)),
-                "image_channels": int(f.get("resize_channels", 1)),
-                "backend": "lmdb",
-                "encoding": f.get("encoding", "png"),
-                "compression": "none",
-            }
-        )
-    return job.json_dict() | {
-        "directory": str(folder),
-        "ParseFolderTasks": [],
-        "CreateDbTasks": tasks,
-    }
-
-
-def model_json(store: JobStore, job: JobRecord, *, detailed: bool = False) -> dict:
-    folder = store.folder(job.id)
-    ds = store.get(job.dataset_id or "")
-    f = ds.form if ds else {}
-    snaps = snapshots(folder)
-    out = job.json_dict() | {
-        "dataset_id": job.dataset_id,
-        "job id": job.id,
-        "creation time": time.ctime(job.submitted),
-        "username": job.username,
-        "image dimensions": [
-            int(f.get("resize_height", 0)),
-            int(f.get("resize_width", 0)),
-            int(f.get("resize_channels", 1)),
-        ],
-        "image resize mode": f.get("resize_mode", "squash"),
-        "mean file": "mean.binaryproto",
-        "labels file": "labels.txt",
-        "snapshot file": snaps[max(snaps)].name if snaps else "no snapshots",
-        "solver file": "solver.prototxt",
-        "train_val file": "train_val.prototxt",
-        "deploy file": "deploy.prototxt",
-        "model file": "original.prototxt",
-        "framework": "caffe",
-        "caffe flavor": f"upcall {job.engine or 'torch'} engine",
-        "caffe version": "1.0",
-        "digits version": f"upcall {__version__}",
-    }
-    if detailed:
-        per_epoch = iters_per_epoch(folder)
-        out |= {"directory": str(folder), "snapshots": [round(i / per_epoch, 2) for i in snaps]}
-    return out
 
 
 def add_routes(app: Flask, store: JobStore) -> None:
     @app.route("/")
     @app.route("/index.json")
     def home():
-        datasets, models = store.all("dataset"), store.all("model")
         if not wants_json():
+            datasets, models = store.all("dataset"), store.all("model")
             return page.home_page(store, [entry(store, j) for j in datasets + models])
-        return jsonify(
-            {
-                "version": f"upcall {__version__}",
-                "jobs_dir": str(store.dir),
-                "datasets": [j.json_dict() for j in datasets],
-                "models": [j.json_dict() for j in models],
-            }
-        )
+        return jsonify(index_json(store))
 
     @app.route("/completed_jobs.json")
     def completed_jobs():
-        jobs = store.all()
-        done = [j for j in jobs if j.status not in RUNNING]
-        return jsonify(
-            {
-                "running": [entry(store, j) for j in jobs if j.status in RUNNING],
-                "datasets": [entry(store, j) for j in done if j.kind == "dataset"],
-                "models": [entry(store, j) for j in done if j.kind == "model"],
-                "pretrained_models": [],
-                "model_output_fields": ["loss (train)", "loss (val)", "accuracy (val)"],
-            }
-        )
+        return jsonify(completed_jobs_json(store))
 
     @app.route("/jobs/<job_id>/table_data.json")
     def table_data(job_id):
@@ -216,7 +60,11 @@ def add_routes(app: Flask, store: JobStore) -> None:
     @app.route("/datasets/<job_id>")
     def dataset_show(job_id):
         job = lookup(store, job_id, "dataset")
-        return jsonify(dataset_json(store, job)) if wants_json() else page.job_page(store, job)
+        return (
+            jsonify(dataset_json(store, job, detailed=True))
+            if wants_json()
+            else page.job_page(store, job)
+        )
 
     @app.route("/models/<job_id>.json")
     @app.route("/models/<job_id>")
@@ -280,6 +128,9 @@ def add_routes(app: Flask, store: JobStore) -> None:
             else:
                 raise BadRequest("must provide image_path or image_file")
             rows = _classify(store, job, [path], it)
+            if rows and not wants_json():  # the HTML page shows the input as the model sees it
+                epoch = request.values.get("snapshot_epoch", "")
+                return page.classify_one_page(store, job, name, path, rows[0][1], epoch)
         if not rows:
             raise BadRequest(f"{name[:200]}: cannot be read as an image")
         return jsonify({"predictions": rows[0][1]})
@@ -310,7 +161,11 @@ def add_routes(app: Flask, store: JobStore) -> None:
         )
         rows = _classify(store, job, list(found.values()), it)
         names = {real: name for name, real in found.items()}
-        return jsonify({"classifications": {names.get(p, str(p)): pairs for p, pairs in rows}})
+        results = {names.get(p, str(p)): pairs for p, pairs in rows}
+        if not wants_json():
+            epoch = request.values.get("snapshot_epoch", "")
+            return page.classify_many_page(job, results, epoch)
+        return jsonify({"classifications": results})
 
     def _model_from_request() -> JobRecord:
         job_id = request.values.get("job_id")

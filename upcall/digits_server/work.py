@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from upcall.digits_server.train_child import train
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
@@ -78,11 +80,28 @@ def build_dataset_job(store, record) -> None:
     store.abort_hooks[record.id] = lambda kill=False: None  # delete waits for this build
     build = folder / ".build"
     _check_running(store, record)
-    build_dataset(folder / "lists", out=build, settings=settings)
+    build_dataset(folder / "lists", out=build, settings=settings)  # no val.txt: a train DB only
     _check_running(store, record)
+    write_mean_jpg(build)
     for part in build.iterdir():
         part.rename(folder / part.name)
     build.rmdir()
+
+
+def write_mean_jpg(folder: Path) -> None:
+    """mean.jpg beside mean.binaryproto: DIGITS's MEAN_FILE_IMAGE, a JPEG of the resize size
+    (served as /files/<dataset id>/mean.jpg)."""
+    from PIL import Image
+
+    from upcall.data.datum import read_mean
+    from upcall.fsutil import atomic_path
+
+    mean = read_mean(folder / "mean.binaryproto")  # (C, H, W) floats
+    pixels = np.clip(np.around(mean), 0, 255).astype(np.uint8)
+    # a colour mean is stored BGR, as Caffe reads it; the JPEG is RGB
+    image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels[::-1].transpose(1, 2, 0))
+    with atomic_path(folder / "mean.jpg") as tmp:
+        image.save(tmp, format="JPEG")
 
 
 def solver_settings(parsed: dict, lr: float) -> SolverSettings:
@@ -115,9 +134,11 @@ def solver_settings(parsed: dict, lr: float) -> SolverSettings:
     )
 
 
-def write_model_job(folder: Path, dataset_folder: Path, parsed: dict, lr: float) -> None:
+def write_model_job(
+    folder: Path, dataset_folder: Path, parsed: dict, lr: float, engine: str | None = None
+) -> None:
     """solver/train_val/deploy prototxts and config.json of one model job (``upcall nets``'s
-    make_job); a custom network is kept as original.prototxt, as DIGITS keeps it."""
+    make_job); the network as given is kept as original.prototxt, as DIGITS keeps it."""
     from upcall.job.datasetinfo import load_dataset
     from upcall.job.nets import make_job
 
@@ -126,12 +147,18 @@ def write_model_job(folder: Path, dataset_folder: Path, parsed: dict, lr: float)
         spec = str(folder / "original.prototxt")
         (folder / "original.prototxt").write_text(f["custom_network"], encoding="utf-8")
     else:
+        from upcall.network.load import load_network
+        from upcall.proto import to_text
+
         spec = f["standard_networks"]
+        # DIGITS keeps every model's network as given, a standard one too ("model file")
+        atomic_write_text(folder / "original.prototxt", to_text(load_network(spec)[1]))
     job = make_job(
         spec,
         load_dataset(dataset_folder),
         solver_settings(parsed, lr),
         batch_size=parsed["batch_size"],
+        engine=engine or "torch",
     )
     for name, text in job.prototxts.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -145,7 +172,9 @@ def train_model_job(store, record) -> None:
     folder = store.folder(record.id)
     if not (folder / "config.json").exists():  # created while its dataset was being built
         parsed = check_model(record.form, {record.dataset_id})
-        write_model_job(folder, store.folder(record.dataset_id), parsed, parsed["rates"][0])
+        write_model_job(
+            folder, store.folder(record.dataset_id), parsed, parsed["rates"][0], record.engine
+        )
     # a worker process (upcall.parallel): it dies with the server; SIGINT is the abort
     engine = record.engine or "torch"
     child = start_process(train, engine, str(folder), output=folder / CHILD_OUTPUT)

@@ -36,7 +36,8 @@ from upcall.inference.model import NetModel
 from upcall.job import snapshots
 from upcall.job.deploy import Deploy, Preprocess, read_deploy_net
 from upcall.network.phase import filter_net
-from upcall.proto import caffe_pb2, read_text
+from upcall.network.upgrade import read_net
+from upcall.proto import caffe_pb2
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".zip")
 MODE = "tutorial"  # the spectrograms of the whale tutorial, which DIGITS users followed
@@ -191,7 +192,7 @@ def transform(folder: Path, mean: np.ndarray | None, deploy: Deploy) -> Preproce
 
 
 def _test_transform(path: Path) -> caffe_pb2.TransformationParameter | None:
-    net = filter_net(read_text(path, caffe_pb2.NetParameter()), phase=caffe_pb2.TEST)
+    net = filter_net(read_net(path), phase=caffe_pb2.TEST)
     for layer in net.layer:
         if layer.type in ("Data", "ImageData") and layer.HasField("transform_param"):
             return layer.transform_param

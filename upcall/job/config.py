@@ -43,6 +43,9 @@ class JobConfig(JsonFile):
     class_weights: ClassWeights | None = None
     # online augmentation (upcall.augment.batches.OnlineAugment settings); None: none
     augment: dict | None = None
+    # the .caffemodel training starts from (absolute; `fit --init-weights`, as `caffe train
+    # --weights`): copied into the TRAIN net by layer name; None: the fillers' weights
+    init_weights: str | None = None
     # a new upcall release keeps the jobs an older one wrote: the version never makes jobs differ
     upcall_version: str = field(default="", compare=False)
 
@@ -82,3 +85,10 @@ class JobConfig(JsonFile):
             + f"); remake the job with `upcall nets --dataset {folder} ...`, or rebuild the "
             "dataset it was made for"
         )
+
+
+def init_weights(job: Path) -> Path | None:
+    """The .caffemodel a new run of ``job`` starts from (config.json's ``init_weights``); None:
+    the fillers' weights (or no config.json)."""
+    config = JobConfig.read(job)
+    return Path(config.init_weights) if config is not None and config.init_weights else None

@@ -45,7 +45,7 @@ class DatasetInfo:
     def source(self) -> DataSource:
         return DataSource(
             train_db=f"{self.path}/train_db",
-            val_db=f"{self.path}/val_db",
+            val_db=f"{self.path}/val_db" if self.val_count else None,
             mean_file=f"{self.path}/mean.binaryproto",
             channels=self.channels,
             height=self.height,
@@ -66,7 +66,7 @@ def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
             info.image.width,
             info.image.channels,
             info.count("train"),
-            info.count("val"),
+            info.count("val") if "val" in info.counts else 0,  # none: a DIGITS train-only set
             info.labels or tuple(read_labels(folder / "labels.txt")),
             info.size,
             info.to_json(),
@@ -75,7 +75,7 @@ def load_dataset(folder: str | os.PathLike) -> DatasetInfo:
     except KeyError as e:
         raise UpcallError(f"{folder / info.FILE}: no image count for {e}") from None
     for part in ("train_db", "val_db", "mean.binaryproto"):
-        if not (folder / part).exists():
+        if not (folder / part).exists() and (part != "val_db" or ds.val_count):
             raise UpcallError(f"{folder / part}: missing; rebuild the dataset with `upcall lmdb`")
     return ds
 

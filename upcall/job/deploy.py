@@ -19,7 +19,8 @@ import numpy as np
 from upcall.data.datum import transform_mean
 from upcall.errors import UpcallError
 from upcall.network.phase import filter_net
-from upcall.proto import caffe_pb2, read_text
+from upcall.network.upgrade import read_net
+from upcall.proto import caffe_pb2
 
 BATCH = 64  # images per forward pass in a backend: bounded memory for any N
 
@@ -118,7 +119,7 @@ def read_deploy_net(
 ) -> Deploy:
     """The deploy net at ``path`` with its Input blob and shape and the output blob found,
     plus what the caller knows of the weights, classes and input transform."""
-    net = read_text(path, caffe_pb2.NetParameter())
+    net = read_net(path)
     layers = list(filter_net(net, phase=caffe_pb2.TEST).layer)
     inputs = deploy_inputs(layers, path)
     name, shape = next(iter(inputs.items()))

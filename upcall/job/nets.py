@@ -51,6 +51,8 @@ JOB_FILES = (
 )
 
 TUTORIAL_LRS = (0.001, 0.005, 0.01, 0.05)
+# `--engine`: upcall.engines.ENGINES' names (a test keeps them equal; job/ sits below engines/)
+JOB_ENGINES = ("caffe", "digits", "torch")
 TUTORIAL_NETWORKS = ("alexnet", "googlenet", "whalenet")
 
 
@@ -87,10 +89,12 @@ def make_job(
     class_weights: ClassWeights = UNWEIGHTED,
     net_params: Mapping[str, object] | None = None,
     augment: OnlineAugment | None = None,
+    engine: str = "torch",
 ) -> Job:
     """All files of one job: network ``spec`` (with builder keywords ``net_params``) on
     ``dataset`` with ``settings``; ``class_weights`` other than none make the train-phase loss
-    an InfogainLoss (``upcall.network.classweights``)."""
+    an InfogainLoss (``upcall.network.classweights``). For ``engine`` "torch" a layer the torch
+    engine does not implement is refused here, before any training."""
     name, network, origin = load_network(spec, net_params)
     where = spec if "prototxt" in origin else name
     if origin.get("native_only") and dataset.size != "native":
@@ -99,7 +103,9 @@ def make_job(
             f"{dataset.height}×{dataset.width} ({dataset.size}): rebuild it with "
             f"`upcall lmdb LISTS --size native`"
         )
-    train_val, deploy = prepare(network, dataset.source(), batch_size=batch_size, where=where)
+    train_val, deploy = prepare(
+        network, dataset.source(), batch_size=batch_size, where=where, engine=engine
+    )
     files = {}
     if class_weights.active:
         class_weights = resolve(
@@ -120,10 +126,10 @@ def make_job(
         train_count=dataset.train_count,
         val_count=dataset.val_count,
         batch_size=batches[caffe_pb2.TRAIN],
-        val_batch_size=batches[caffe_pb2.TEST],
+        val_batch_size=batches.get(caffe_pb2.TEST, 0),  # none: a dataset without validation
     )
     solver = make_solver(settings, **sizes)
-    macs, params = cost(deploy, infer_shapes(deploy, {}))
+    macs, params = cost(deploy, infer_shapes(deploy, {}, lenient=engine != "torch"))
     config = JobConfig(
         network=name,
         network_source=origin,
@@ -171,6 +177,7 @@ def make_jobs(
     class_weights: ClassWeights = UNWEIGHTED,
     net_params: Mapping[str, object] | None = None,
     augment: OnlineAugment | None = None,
+    engine: str = "torch",
 ) -> list[Job]:
     """Every (network, rate) job; a network that does not fit the dataset is reported once (not
     once per rate) and left out."""
@@ -186,6 +193,7 @@ def make_jobs(
                     class_weights=class_weights,
                     net_params=net_params,
                     augment=augment,
+                    engine=engine,
                 )
                 for lr in lrs
             ]
@@ -301,6 +309,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "each transform's chance per image (default 0.5), seed=N its seed (default --seed). "
         "Written as a train-phase Caffe Python layer; time is never mirrored (default none)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=JOB_ENGINES,
+        default="torch",
+        help="the engine the jobs are for: with torch (the default) a layer it does not "
+        "implement is refused now, not when training starts; caffe and digits (real Caffe) "
+        "take every Caffe 1.0 layer",
+    )
     cliargs.add_gpu(
         parser, "write solver_mode GPU: the jobs train on CUDA device N (Caffe's device_id)"
     )
@@ -379,6 +395,7 @@ def run(args: argparse.Namespace) -> int:
         class_weights=class_weights,
         net_params=net_params,
         augment=augment,
+        engine=args.engine,
     )
     if args.gpu:  # device 0 is Caffe's default: bare --gpu writes the solver it always did
         jobs = [on_device(job, args.gpu) for job in jobs]

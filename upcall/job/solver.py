@@ -85,9 +85,9 @@ def schedule(
     val_batch_size: int,
 ) -> Schedule:
     """DIGITS's iteration arithmetic (worked example: 27000/3000, batch 100, 5 epochs → 270,
-    1350, test_iter 30, display 33)."""
-    if train_count < 1 or val_count < 1:
-        raise UpcallError(f"need training and validation images (got {train_count}, {val_count})")
+    1350, test_iter 30, display 33); no validation images: no test pass (test_iter 0)."""
+    if train_count < 1 or val_count < 0:
+        raise UpcallError(f"need training images (got {train_count}, {val_count})")
     per_update = batch_size * settings.iter_size
     train_iter = math.ceil(train_count / per_update)
     max_iter = train_iter * settings.epochs
@@ -96,8 +96,10 @@ def schedule(
     return Schedule(
         train_iter=train_iter,
         max_iter=max_iter,
-        test_iter=math.ceil(val_count / val_batch_size),
-        test_interval=min(max(1, int(settings.val_epochs * train_iter)), max_iter),
+        test_iter=math.ceil(val_count / val_batch_size) if val_count else 0,
+        test_interval=min(max(1, int(settings.val_epochs * train_iter)), max_iter)
+        if val_count
+        else 0,
         snapshot=_snapshot(settings.snapshot_epochs, train_iter, max_iter),
         display=display,
     )
@@ -132,7 +134,7 @@ def make_solver(
         type=settings.solver_type,
         base_lr=settings.base_lr,
         max_iter=s.max_iter,
-        test_iter=[s.test_iter],
+        test_iter=[s.test_iter] if s.test_iter else [],  # DIGITS: no val set, no test net
         test_interval=s.test_interval,
         snapshot=s.snapshot,
         snapshot_prefix="snapshot",
@@ -142,6 +144,8 @@ def make_solver(
         if settings.gpu
         else caffe_pb2.SolverParameter.CPU,
     )
+    if not s.test_iter:
+        sp.ClearField("test_interval")
     if settings.iter_size != 1:
         sp.iter_size = settings.iter_size
     if settings.solver_type not in ("AdaGrad", "RMSProp"):

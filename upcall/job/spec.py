@@ -18,23 +18,39 @@ import numpy as np
 
 from upcall.data.listsfolder import read_labels
 from upcall.errors import UpcallError
-from upcall.job import snapshots
+from upcall.job import snapshots, sources
 from upcall.job.config import JobConfig
 from upcall.network.phase import filter_net
-from upcall.proto import caffe_pb2, read_text
+from upcall.network.upgrade import read_net, read_solver
+from upcall.proto import caffe_pb2
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """One phase's Data layer: where its records are and how they are fed."""
+    """One phase's data layer (Data, ImageData, HDF5Data or DummyData): where its records are
+    and how they are fed."""
 
-    source: Path
+    source: Path  # Data: the LMDB; ImageData, HDF5Data: the list file; DummyData: the job
     batch_size: int
     transform_param: caffe_pb2.TransformationParameter
     base: Path  # what a relative mean_file resolves against: the job directory
     tops: tuple[str, ...]  # (data, label)
+    layer: caffe_pb2.LayerParameter | None = None  # None: a Data layer made by hand
+
+    @property
+    def kind(self) -> str:
+        return self.layer.type if self.layer is not None else "Data"
+
+    def count(self) -> int:
+        """The records the layer's source holds (an LMDB's entries, a list's lines ...)."""
+        if self.layer is None:
+            from upcall.data.datum import open_db  # lmdb; only a run needs it
+
+            with open_db(self.source) as env:
+                return int(env.stat()["entries"])
+        return sources.record_count(self.layer, self.base)
 
 
 @dataclass(frozen=True)
@@ -85,23 +101,22 @@ class JobSpec:
 
     @cached_property
     def val_pass(self) -> ValPass | None:
-        """The validation pass (its LMDB's size read once); None without a TEST Data layer."""
-        from upcall.data.datum import open_db  # lmdb; only a run needs it
-
+        """The validation pass (its source's size read once); None without a TEST data layer."""
         if self.test_data is None:
             return None
-        with open_db(self.test_data.source) as env:
-            count = int(env.stat()["entries"])
-        return ValPass(count=count, batch_size=self.test_data.batch_size)
+        return ValPass(count=self.test_data.count(), batch_size=self.test_data.batch_size)
 
 
 def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec | None:
-    layers = [lay for lay in filter_net(net, phase=phase).layer if lay.type == "Data"]
+    kinds = sources.DATA_LAYER_TYPES
+    layers = [lay for lay in filter_net(net, phase=phase).layer if lay.type in kinds]
     if not layers:
         return None
     if len(layers) > 1:
-        raise UpcallError(f"{job}: more than one Data layer in phase {caffe_pb2.Phase.Name(phase)}")
+        raise UpcallError(f"{job}: more than one data layer in phase {caffe_pb2.Phase.Name(phase)}")
     lay = layers[0]
+    if lay.type != "Data":
+        return _other_data(lay, job)
     p = lay.data_param
     if p.backend != caffe_pb2.DataParameter.LMDB:
         raise UpcallError(f"{job}: Data layer {lay.name!r} must use backend: LMDB")
@@ -113,6 +128,32 @@ def _data_spec(net: caffe_pb2.NetParameter, phase: int, job: Path) -> DataSpec |
         transform_param=lay.transform_param,
         base=job,
         tops=tuple(lay.top),
+    )
+
+
+def _other_data(lay: caffe_pb2.LayerParameter, job: Path) -> DataSpec:
+    """An ImageData, HDF5Data or DummyData layer (Caffe's checks on its tops and parameters)."""
+    where = f"{job}: {lay.type} layer {lay.name!r}"
+    if lay.type == "ImageData" and len(lay.top) != 2:
+        raise UpcallError(f"{where} needs two tops (data, label)")
+    if not lay.top:
+        raise UpcallError(f"{where} needs a top")
+    if lay.type == "HDF5Data" and lay.HasField("transform_param"):
+        raise UpcallError(f"{where}: HDF5Data does not transform data (Caffe refuses it)")
+    size = sources.batch_size(lay)
+    if size < 1:
+        raise UpcallError(f"{where}: batch size must be at least 1, not {size}")
+    source = {
+        "ImageData": lay.image_data_param.source,
+        "HDF5Data": lay.hdf5_data_param.source,
+    }.get(lay.type, "")
+    return DataSpec(
+        source=job / source,
+        batch_size=size,
+        transform_param=lay.transform_param,
+        base=job,
+        tops=tuple(lay.top),
+        layer=lay,
     )
 
 
@@ -129,10 +170,10 @@ def load_job(job: Path) -> JobSpec:
     solver_path = job / "solver.prototxt"
     if not solver_path.exists():
         raise UpcallError(f"{solver_path}: no such file (is {job} a job directory?)")
-    solver = read_text(solver_path, caffe_pb2.SolverParameter())
+    solver = read_solver(solver_path)
     if not solver.net:
         raise UpcallError(f"{solver_path}: needs a 'net:' (train_val.prototxt)")
-    net = read_text(job / solver.net, caffe_pb2.NetParameter())
+    net = read_net(job / solver.net)
     train = _data_spec(net, TRAIN, job)
     if train is None:
         raise UpcallError(f"{job / solver.net}: no Data layer for the TRAIN phase")
@@ -170,6 +211,8 @@ def check_data(spec: JobSpec) -> None:
     from upcall.data.datum import open_db  # lmdb; only a run needs it
 
     for data in (spec.train_data, spec.test_data):
-        if data is not None:
+        if data is not None and data.kind == "Data":
             with open_db(data.source):
                 pass
+        elif data is not None:
+            data.count()  # the list and the files it names read

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from upcall.errors import UpcallError
+from upcall.network.upgrade import read_net
 from upcall.network.zoo import NETWORKS, Network, get
-from upcall.proto import caffe_pb2, read_text
+from upcall.proto import caffe_pb2
 
 
 def build_network(n: Network, params: Mapping[str, object]) -> caffe_pb2.NetParameter:
@@ -85,7 +86,7 @@ def load_network(
     if params:
         raise UpcallError(f"{spec}: network parameters apply to registry networks, not prototxts")
     path = Path(spec).resolve()
-    net = read_text(path, caffe_pb2.NetParameter())
+    net = read_net(path)  # an old-format net comes out in today's format
     name = net.name if re.fullmatch(r"[\w.-]+", net.name) else path.stem
     return name.lower(), net, {"prototxt": str(path)}
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 
 from upcall.errors import UpcallError
 from upcall.network.phase import layer_included
+from upcall.network.shaperules import RULES as NEURON_AND_RESHAPING_RULES
+from upcall.network.shaperules import canonical
 from upcall.proto import caffe_pb2
 
 Shape = tuple[int, ...]
@@ -115,7 +117,10 @@ def _inner_product(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> lis
 
 
 def _concat(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
-    axis = _axis(layer.concat_param.axis, len(bottoms[0]))
+    p = layer.concat_param  # the deprecated concat_dim wins when set, as in Caffe
+    axis = p.concat_dim if p.HasField("concat_dim") else canonical(p.axis, len(bottoms[0]))
+    if axis >= len(bottoms[0]) or len({len(b) for b in bottoms}) != 1:
+        raise ValueError(f"bottoms {bottoms} do not concatenate on axis {axis}")
     rest = {b[:axis] + b[axis + 1 :] for b in bottoms}
     if len(rest) != 1:
         raise ValueError(f"bottoms differ outside axis {axis}: {bottoms}")
@@ -147,6 +152,62 @@ def _scalar(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape
     return [()]
 
 
+def _deconv(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
+    p = layer.convolution_param
+    n, c, h, w = bottoms[0]
+    kernel, stride = pair(p, "kernel_size", 0), pair(p, "stride", 1)
+    pad, dilation = pair(p, "pad", 0), pair(p, "dilation", 1)
+    if not min(kernel):
+        raise ValueError("no kernel size")
+    if c % p.group or p.num_output % p.group:
+        raise ValueError(f"group {p.group} does not divide {c} inputs and {p.num_output} outputs")
+    size = [
+        s * (x - 1) + d * (k - 1) + 1 - 2 * q
+        for x, k, s, q, d in zip((h, w), kernel, stride, pad, dilation, strict=True)
+    ]
+    return [(n, p.num_output, *size)]
+
+
+def _spp(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
+    n, c, h, w = bottoms[0]
+    height = layer.spp_param.pyramid_height
+    if height == 1:
+        return [(n, c, 1, 1)]
+    bins = 0
+    for level in range(height):
+        k = [-(-x // 2**level) for x in (h, w)]
+        pad = [(kx * 2**level - x + 1) // 2 for kx, x in zip(k, (h, w), strict=True)]
+        bins += pool_out(h, kernel=k[0], stride=k[0], pad=pad[0]) * pool_out(
+            w, kernel=k[1], stride=k[1], pad=pad[1]
+        )
+    return [(n, c * bins)]
+
+
+def _legacy4(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
+    # MVN shapes its top num × channels × height × width, 1 for missing axes
+    if len(bottoms[0]) > 4:
+        raise ValueError("more than 4 axes")
+    return [(*bottoms[0], *(1,) * (4 - len(bottoms[0])))]
+
+
+def _embed(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
+    return [(*bottoms[0], layer.embed_param.num_output)]
+
+
+def _dummy(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
+    p = layer.dummy_data_param
+    if p.shape:
+        shapes = [tuple(s.dim) for s in p.shape]
+    else:  # the legacy num/channels/height/width, each one value or one per top
+        fields = [list(f) for f in (p.num, p.channels, p.height, p.width)]
+        shapes = [
+            tuple(f[min(i, len(f) - 1)] for f in fields) for i in range(max(map(len, fields)))
+        ]
+    if len(shapes) not in (1, len(layer.top)):
+        raise ValueError(f"{len(shapes)} shapes for {len(layer.top)} tops")
+    return shapes * len(layer.top) if len(shapes) == 1 else shapes
+
+
 def _input(layer: caffe_pb2.LayerParameter, bottoms: list[Shape]) -> list[Shape]:
     shapes = [tuple(s.dim) for s in layer.input_param.shape]
     if len(shapes) not in (1, len(layer.top)):
@@ -174,41 +235,74 @@ _RULES: dict[str, Callable[[caffe_pb2.LayerParameter, list[Shape]], list[Shape]]
     "InfogainLoss": _scalar,
     "Accuracy": _scalar,
     "Data": _same,  # placeholder: Data tops come from input_shapes (see infer_shapes)
+    "ImageData": _same,  # the same placeholder
+    "HDF5Data": _same,  # the same placeholder
+    "DummyData": _dummy,
+    "Deconvolution": _deconv,
+    "SPP": _spp,
+    "MVN": _legacy4,
+    "Embed": _embed,
+    "EuclideanLoss": _scalar,
+    "SigmoidCrossEntropyLoss": _scalar,
+    "HingeLoss": _scalar,
+    "MultinomialLogisticLoss": _scalar,
     # a Python layer upcall writes (online augmentation) keeps its first bottom's shape
     "Python": _same,
+    **NEURON_AND_RESHAPING_RULES,  # Power ... Bias, Reshape ... Tile (network.shaperules)
 }
 
-# The layer types upcall's networks may use: what shape inference (and the torch engine) handle.
+# The layer types the torch engine runs: those shape inference knows (a test keeps them equal to
+# upcall.engines.torch.layers.LAYERS and the data layers it feeds). Real Caffe runs any type.
 SUPPORTED_TYPES: frozenset[str] = frozenset(_RULES)
+# data layers whose tops come from input_shapes (the engine feeds them)
+FED_TYPES = frozenset({"Data", "ImageData", "HDF5Data"})
+
+
+def unsupported_message(layer: caffe_pb2.LayerParameter) -> str:
+    """The one line that refuses ``layer`` for the torch engine."""
+    return (
+        f"layer {layer.name!r} (type {layer.type}) is not implemented by the torch engine; "
+        "--engine caffe runs it"
+    )
 
 
 def require_supported(layer: caffe_pb2.LayerParameter) -> None:
-    """UpcallError naming ``layer`` when its type is not one upcall can run."""
+    """UpcallError naming ``layer`` when the torch engine does not implement its type."""
     if layer.type not in SUPPORTED_TYPES:
-        raise UpcallError(
-            f"layer {layer.name!r} ({layer.type}): layer type not supported; "
-            f"upcall runs {', '.join(sorted(SUPPORTED_TYPES))}"
-        )
+        raise UpcallError(unsupported_message(layer))
 
 
 def infer_shapes(
-    net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Shape], *, phase: int | None = None
+    net: caffe_pb2.NetParameter,
+    input_shapes: Mapping[str, Shape],
+    *,
+    phase: int | None = None,
+    lenient: bool = False,
 ) -> dict[str, Shape]:
     """Shape of every blob of ``net``, walking its layers in order (in-place tops overwrite).
 
-    ``input_shapes`` gives the tops of Data layers (e.g. ``{"data": (N, C, H, W)}``; a "label"
-    top defaults to ``(N,)``). With ``phase`` (``caffe_pb2.TRAIN``/``TEST``) only the layers
-    active in that phase are walked. Raises UpcallError naming the layer on an unsupported type,
-    a missing bottom or a blob that shrinks to nothing.
+    ``input_shapes`` gives the tops of Data, ImageData and HDF5Data layers (e.g.
+    ``{"data": (N, C, H, W)}``; a "label" top defaults to ``(N,)``). With ``phase``
+    (``caffe_pb2.TRAIN``/``TEST``) only the layers active in that phase are walked. Raises
+    UpcallError naming the layer on a type the torch engine does not run, a missing bottom or a
+    blob that shrinks to nothing; ``lenient`` (real Caffe runs the net): a layer of another type
+    leaves its tops, and whatever is computed from them, out of the result.
     """
     shapes: dict[str, Shape] = {}
+    unknown: set[str] = set()
     for name, shape in zip(net.input, net.input_shape, strict=False):
         shapes[name] = tuple(shape.dim)
     for layer in net.layer:
         if phase is not None and not layer_included(layer, caffe_pb2.NetState(phase=phase)):
             continue
+        if lenient and (layer.type not in SUPPORTED_TYPES or unknown.intersection(layer.bottom)):
+            unknown.update(layer.top)
+            for top in layer.top:
+                shapes.pop(top, None)
+            continue
         for top, shape in zip(layer.top, _layer_shapes(layer, shapes, input_shapes), strict=True):
             shapes[top] = shape
+            unknown.discard(top)
     return shapes
 
 
@@ -218,7 +312,7 @@ def _layer_shapes(
     where = f"layer {layer.name!r} ({layer.type})"
     require_supported(layer)
     rule = _RULES[layer.type]
-    if layer.type == "Data":
+    if layer.type in FED_TYPES:
         return _data_tops(layer, input_shapes, where)
     missing = [b for b in layer.bottom if b not in shapes]
     if missing:
@@ -248,6 +342,8 @@ def cost(net: caffe_pb2.NetParameter, shapes: Mapping[str, Shape]) -> tuple[int,
     Scale layers, given its blob shapes (from :func:`infer_shapes` on a batch-1 deploy net)."""
     macs = params = 0
     for layer in net.layer:
+        if not all(b in shapes for b in (*layer.bottom, *layer.top)):
+            continue  # a layer only real Caffe runs (infer_shapes(lenient=True)) or after one
         if layer.type == "Convolution":
             p = layer.convolution_param
             kh, kw = pair(p, "kernel_size", 0)

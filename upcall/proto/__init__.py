@@ -1,4 +1,4 @@
-"""Caffe's message schema (our own minimal subset, same names and field numbers as Caffe 1.0).
+"""Caffe's message schema (written by us, every message, field and number of Caffe 1.0's).
 
 Use ``from upcall.proto import caffe_pb2`` and the helpers below for text and binary files.
 """
@@ -22,6 +22,7 @@ __all__ = [
     "array_to_blob",
     "blob_to_array",
     "caffe_pb2",
+    "is_legacy_4d",
     "read_binary",
     "read_text",
     "to_text",
@@ -89,12 +90,17 @@ def array_to_blob(array: np.ndarray, *, legacy_4d: bool = False) -> caffe_pb2.Bl
     return blob
 
 
+def is_legacy_4d(blob: caffe_pb2.BlobProto) -> bool:
+    """Caffe's rule: a blob with any of num/channels/height/width set has the legacy 4-D shape."""
+    return any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+
+
 def blob_to_array(blob: caffe_pb2.BlobProto, *, where: str) -> np.ndarray:
     """A float32 array from a BlobProto with ``shape`` or the legacy num/channels/height/width."""
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:
+    if is_legacy_4d(blob):
         shape = (blob.num, blob.channels, blob.height, blob.width)
+    else:  # Caffe writes no shape at all for a 0-axis blob (PReLU's shared slope)
+        shape = tuple(blob.shape.dim)
     values = blob.data if len(blob.data) else blob.double_data
     if len(values) != math.prod(shape):
         raise UpcallError(f"{where}: blob of shape {list(shape)} holds {len(values)} values")

@@ -36,7 +36,8 @@ HEAD = (
     "AUC", "best AUC", "whale recall", "whale precision", "training time", "images/s",
 )  # fmt: skip
 # Sections in page order; a report over several validation sets repeats the/auc/best per set.
-ORDER = {"models": 0, "the": 1, "dataset": 2, "training": 3, "auc": 4, "best": 5, "search": 6}
+ORDER = {"models": 0, "the": 1, "dataset": 2, "training": 3, "auc": 4, "best": 5, "search": 6,
+         "presence": 7}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,14 +173,47 @@ def _compared(entries: list[Entry], threshold: float, where: str, tag: str) -> l
     ]  # fmt: skip
 
 
+def presence(folder: Path) -> dict:
+    """What ``upcall presence`` wrote in ``folder``: its figures as lines, the diel plot."""
+    from upcall.survey.presence import Presence
+
+    p = Presence.require(folder, "run `upcall presence DETECTIONS --out DIR` first")
+    effort = (
+        f"{p.recorded_hours:.2f} h of audio; {p.hours_with_presence} of {p.hours_with_effort} "
+        f"recorded hours and {p.days_with_presence} of {p.days_with_effort} recorded days with "
+        "detections"
+        if p.effort_known
+        else f"recording effort unknown (tables alone): {p.hours_with_presence} hours and "
+        f"{p.days_with_presence} days with detections"
+    )
+    lines = [
+        f"{p.detections} detections from {p.source}, {p.first_day} to {p.last_day} (UTC)",
+        effort,
+        f"detections scoring at least {p.threshold:g}"
+        + (f", labels {', '.join(p.labels)}" if p.labels else ""),
+    ]
+    if p.unplaced_detections:
+        lines.append(
+            f"not placed on the clock (start unknown): {p.unplaced_detections} detections in "
+            f"{', '.join(p.unplaced_recordings)} ({p.unplaced_hours:.2f} h of audio)"
+        )
+    diel = folder / "diel.png"
+    return {
+        "folder": str(folder),
+        "lines": lines,
+        "diel": _img(diel.read_bytes(), f"diel plot of {folder}") if diel.is_file() else None,
+    }
+
+
 def render(
     entries: list[Entry],
     *,
     title: str,
     threshold: float,
     figure_dirs: list[Path] = (),
+    presence_dirs: list[Path] = (),
 ) -> str:
-    """The whole page as one HTML string."""
+    """The whole page as one HTML string; ``presence_dirs``: ``upcall presence`` outputs."""
     curves = [
         _img(figures.network_curves(net, es), f"curves of {net}")
         for net in sorted({e.network for e in entries})
@@ -199,6 +233,9 @@ def render(
     search = [fig for d in figure_dirs for fig in _search(d)]
     if search:
         sections.append(Section("search", "Search", "search", search))
+    if presence_dirs:
+        parts = [presence(d) for d in presence_dirs]
+        sections.append(Section("presence", "Presence", "presence", parts))
     sections.sort(key=lambda s: ORDER[s.id.split("-")[0]])
     return (
         _env()

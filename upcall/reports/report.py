@@ -122,10 +122,17 @@ class Found:
 
 
 def make_report(
-    paths: list[Path], *, out: Path, html: bool = False, threshold: float = 0.5, scorer=None
+    paths: list[Path],
+    *,
+    out: Path,
+    html: bool = False,
+    threshold: float = 0.5,
+    scorer=None,
+    presence: list[Path] = (),
 ) -> list[Row]:
     """Write report.csv, report.md and comparison.png for every trained job under ``paths``,
-    and with ``html`` report.html (see :func:`write_html`; ``scorer`` keeps scores between calls).
+    and with ``html`` report.html (see :func:`write_html`; ``scorer`` keeps scores between calls;
+    ``presence``: ``upcall presence`` output folders shown in a section of their own).
 
     Jobs not trained yet (not started, running, stopped) are listed one per line and left out of
     the table (report.html shows them as unfinished): that is no failure. A finished job that
@@ -157,7 +164,8 @@ def make_report(
     for job in found.pending:
         print(f"{found.names[job]}: {found.status[job]} (not in the table)")
     if html:
-        write_html(found, out=out, threshold=threshold, scorer=scorer, title=_title(paths))
+        write_html(found, out=out, threshold=threshold, scorer=scorer, title=_title(paths),
+                   presence=presence)  # fmt: skip
     batch.finish()
     return rows
 
@@ -185,6 +193,7 @@ def write_html(
     threshold: float = 0.5,
     scorer=None,
     title: str = "upcall report",
+    presence: list[Path] = (),
 ) -> None:
     """Write OUT/report.html for the ``found`` jobs.
 
@@ -206,7 +215,8 @@ def write_html(
             entries.append(Entry(job, "cannot be read", job.name, None, note=str(e), name=name))
     folders = {j.parent.parent if j.parent.name == "trials" else j.parent for j in found.jobs}
     figure_dirs = sorted(f / "figures" for f in folders if (f / "figures").is_dir())
-    page = render(entries, title=title, threshold=threshold, figure_dirs=figure_dirs)
+    page = render(entries, title=title, threshold=threshold, figure_dirs=figure_dirs,
+                  presence_dirs=list(presence))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.html", page)
     print(f"written: {out / 'report.html'}")
@@ -239,6 +249,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "job's validation set again, which takes a while for large networks)",
     )
     parser.add_argument(
+        "--presence",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an `upcall presence` output folder to show in report.html (repeatable)",
+    )
+    parser.add_argument(
         "--watch",
         type=float,
         metavar="SECONDS",
@@ -253,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UpcallError(f"--threshold must be a probability in [0, 1], not {args.threshold}")
+    if args.presence and args.no_html:
+        raise UpcallError("--presence shows in report.html: not with --no-html")
+    for folder in args.presence:
+        if not (folder / "presence.json").is_file():
+            raise UpcallError(f"{folder}: no presence.json (run `upcall presence ... --out DIR`)")
     if args.watch is not None and (args.watch <= 0 or args.no_html):
         raise UpcallError("--watch needs a positive number of seconds, and report.html")
     first = args.jobs[0]
@@ -262,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
         failed = None
         try:
             make_report(
-                args.jobs, out=out, html=not args.no_html, threshold=args.threshold, scorer=scorer
-            )
+                args.jobs, out=out, html=not args.no_html, threshold=args.threshold,
+                scorer=scorer, presence=args.presence,
+            )  # fmt: skip
         except BatchFailed as e:  # a finished job that cannot be read: exit 1, after watching
             failed = e
         pending = Found.under(args.jobs).pending

@@ -18,6 +18,7 @@ from upcall.job.records import Summary
 from upcall.workflows.recipe import Recipe
 
 if TYPE_CHECKING:
+    from upcall.data.groups import GroupSplit
     from upcall.data.traincsv import Clip
     from upcall.engines import Engine
     from upcall.job.nets import Job
@@ -70,7 +71,7 @@ def check_same_data(layout: Layout, *, clips: bool = True) -> None:
     spectrograms brought up to date first (the clips' digest comes from their stamps)."""
     from upcall.data.listsfolder import ListsManifest
     from upcall.data.stamps import clips_digest
-    from upcall.data.traincsv import labels_digest, read_train_csv
+    from upcall.data.traincsv import groups_bytes, labels_digest, read_train_csv
 
     lists = ListsManifest.read(layout.lists)
     if lists is None:
@@ -87,10 +88,13 @@ def check_same_data(layout: Layout, *, clips: bool = True) -> None:
             f"what its clips and labels were; {hint}"
         )
     rows = read_train_csv(csv_path)
-    if labels_digest(rows) != lists.labels_digest:
+    groups = groups_bytes(layout.data)
+    if labels_digest(rows, groups=groups) != lists.labels_digest:
+        change = _label_change(layout.lists, rows)
+        if groups is not None and change == "its rows were reordered":
+            csv_path, change = layout.data / "clips.csv", "the clips' provenance (groups) changed"
         raise UpcallError(
-            f"{csv_path}: {_label_change(layout.lists, rows)} since the lists in "
-            f"{layout.lists} were made; {hint}"
+            f"{csv_path}: {change} since the lists in {layout.lists} were made; {hint}"
         )
     pngs = [f"train/{Path(row.name).stem}.png" for row in rows]
     if clips and clips_digest(Path(lists.spectrogram_root), pngs) != lists.clips_digest:
@@ -135,9 +139,12 @@ def check_validation(lists_dir: Path) -> None:
         )
 
 
-def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
+def make_dataset(
+    layout: Layout, recipe: Recipe, *, steps: Steps, split: GroupSplit | None = None
+) -> Path:
     """The first three steps of ``recipe`` over ``layout`` (spectrograms, lists, LMDB dataset);
     returns the dataset folder. DATA is only read unless ``layout.spectrograms`` is DATA.
+    ``split``: the lists' rows, as :func:`upcall.data.lists.make_lists` takes it.
 
     A step is done when its output was made from what the step reads now: lists from DATA's
     labels and clips as they are (else refused, see :func:`check_same_data`), the dataset from
@@ -152,13 +159,15 @@ def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
     # ensure keeps the PNGs an earlier run made, so it always runs
     steps.step(f"spectrograms ({recipe.spectrogram_mode} mode) {where}")
     try:
-        ensure(layout.data, out=root, mode=recipe.spectrogram_mode)
+        ensure(layout.data, out=root, mode=recipe.spectrogram_mode, read=recipe.read_options)
     except BatchFailed as e:  # each bad clip was printed; lists say if a listed one is missing
         print(f"[{steps.prefix}] note: {e}", flush=True)
     check_same_data(layout)
     lists = ListsManifest.read(layout.lists)
     if steps.step(f"train/val lists in {layout.lists}", lists is not None):
-        lists = make_lists(layout.data, out=layout.lists, settings=recipe.list_settings(root))
+        lists = make_lists(
+            layout.data, out=layout.lists, settings=recipe.list_settings(root), split=split
+        )
     check_validation(layout.lists)
     size = "native size" if recipe.size == "native" else recipe.size
     built = DatasetManifest.read(layout.dataset)
@@ -170,17 +179,31 @@ def make_dataset(layout: Layout, recipe: Recipe, *, steps: Steps) -> Path:
 
 
 def run_pipeline(
-    layout: Layout, recipe: Recipe, engine: Engine, *, steps: Steps, rerun: str
+    layout: Layout,
+    recipe: Recipe,
+    engine: Engine,
+    *,
+    steps: Steps,
+    rerun: str,
+    split: GroupSplit | None = None,
+    init_weights: str | None = None,
 ) -> Path:
     """Run the five steps of ``recipe`` over ``layout``; returns the trained job folder.
 
-    ``rerun`` names the command to run again after a Ctrl-C ("upcall fit").
+    ``rerun`` names the command to run again after a Ctrl-C ("upcall fit"); ``split``: as
+    :func:`make_dataset` takes it; ``init_weights``: the .caffemodel training starts from
+    (config.json's ``init_weights``), None: the fillers'.
     """
+    from dataclasses import replace
+
     from upcall.job.datasetinfo import load_dataset
     from upcall.job.nets import write_job
     from upcall.workflows.sweep import train_pending
 
-    job = recipe.make_job(load_dataset(make_dataset(layout, recipe, steps=steps)))
+    dataset = load_dataset(make_dataset(layout, recipe, steps=steps, split=split))
+    job = recipe.make_job(dataset, engine=engine.name)
+    if init_weights is not None:
+        job = replace(job, config=replace(job.config, init_weights=init_weights))
     folder = layout.jobs / job.name
     # done when the folder's config.json is this job's (same dataset build, network, solver
     # and schedule); a job made otherwise that has training results is refused by write_job

@@ -1,8 +1,8 @@
 """The training recipe: every choice `upcall fit` and `upcall demo` make between clips and model.
 
-A :class:`Recipe` is OUT/recipe.json: spectrogram mode, list options, dataset size, network and
-its builder parameters, solver settings (the fields of :class:`upcall.job.solver.SolverSettings`,
-top-level keys in the file) and seed. :data:`DEFAULT_RECIPE` is the one place its values are
+A :class:`Recipe` is OUT/recipe.json: how clips are read, spectrogram mode, list options (the
+group split), dataset size, network and its builder parameters, solver settings (the fields of
+:class:`upcall.job.solver.SolverSettings`, top-level keys in the file) and seed. :data:`DEFAULT_RECIPE` is the one place its values are
 chosen. A user's recipe file may hold only the keys it changes; :func:`load_recipe` fills the
 rest from :data:`DEFAULT_RECIPE`.
 """
@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from upcall.audio.clip import check_fit
 from upcall.data.dataset import DatasetSettings, parse_size
 from upcall.data.listsfolder import LABELS, ListSettings
+from upcall.data.pngroot import ReadOptions
 from upcall.data.spectrogram import clip_shape, get_mode
 from upcall.errors import UpcallError
 from upcall.fsutil import read_json
@@ -52,9 +54,16 @@ class Recipe(JsonFile):
     # the job files are exactly those of `upcall nets` without it.
     class_weights: str | None = None
     augment: str | None = None
+    # How clips that are not 2 s, 2000 Hz mono are read, as `upcall spectrograms --resample,
+    # --mixdown, --fit` (top-level keys resample, mixdown, fit).
+    read_options: ReadOptions = field(default_factory=ReadOptions, metadata=INLINE)
+    # The group split where DATA has clips.csv (`upcall lists --group-by, --group-seconds`).
+    group_by: str = "auto"
+    group_seconds: float | None = None
 
     def __post_init__(self) -> None:
         get_mode(self.spectrogram_mode)
+        check_fit(self.read_options.fit)
         seed = self.solver.seed
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise UpcallError(f"seed must be a whole number ≥ 0, not {json.dumps(seed)}")
@@ -94,6 +103,9 @@ class Recipe(JsonFile):
             seed=self.seed,
             spectrogram_root=spectrogram_root,
             mode=self.spectrogram_mode,
+            read=self.read_options,
+            group_by=self.group_by,
+            group_seconds=self.group_seconds,
         )
 
     def dataset_settings(self) -> DatasetSettings:
@@ -112,8 +124,9 @@ class Recipe(JsonFile):
             options["augment"] = parse_augment(self.augment, seed=self.seed)
         return options
 
-    def make_job(self, dataset: DatasetInfo) -> Job:
-        """The job of this recipe on ``dataset`` (the job step's files, not yet written)."""
+    def make_job(self, dataset: DatasetInfo, *, engine: str = "torch") -> Job:
+        """The job of this recipe on ``dataset`` (the job step's files, not yet written), for
+        ``engine`` (the torch engine refuses a layer it does not run; real Caffe runs any)."""
         from upcall.job.nets import make_job
 
         return make_job(
@@ -122,6 +135,7 @@ class Recipe(JsonFile):
             self.solver,
             batch_size=self.batch_size,
             net_params=self.network_params,
+            engine=engine,
             **self.nets_options(),
         )
 
@@ -159,15 +173,16 @@ DEFAULT_RECIPE = Recipe(
 
 def recipe_keys() -> list[str]:
     """Every key a recipe file may hold."""
-    own = [f.name for f in fields(Recipe) if f.name != "solver"]
-    return own + [f.name for f in dataclasses.fields(SolverSettings)]
+    own = [f.name for f in fields(Recipe) if f.name not in ("solver", "read_options")]
+    inline = [f.name for kind in (ReadOptions, SolverSettings) for f in dataclasses.fields(kind)]
+    return own + inline
 
 
 # Stands in for the data when a recipe is checked before any is made (load_recipe).
 NOMINAL_CLIPS = 1000
 
 
-def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS) -> None:
+def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS, engine: str = "torch") -> None:
     """Build the recipe's job on a stand-in dataset of its image size and ``clips`` labelled
     clips, so that what the job step would refuse (an unknown network, bad network parameters,
     class weights for another number of classes, more iterations than Caffe counts) is a
@@ -189,7 +204,7 @@ def check_buildable(recipe: Recipe, *, clips: int = NOMINAL_CLIPS) -> None:
             f"{len(LABELS)} classes ({', '.join(LABELS)})"
         )
     try:
-        recipe.make_job(_stand_in(recipe, clips))
+        recipe.make_job(_stand_in(recipe, clips), engine=engine)
     except UpcallError as e:
         raise UpcallError(f"network {recipe.network} at size {recipe.size}: {e}") from None
     except (ValueError, OverflowError) as e:  # protobuf: max_iter beyond Caffe's int32
@@ -238,7 +253,7 @@ def load_recipe(path: str | os.PathLike, base: Recipe = DEFAULT_RECIPE) -> Recip
         value = {**value, "network_params": {}}  # base's parameters are for base's network
     try:
         recipe = Recipe.from_json({**base.to_json(), **plain(value)}, source=path)
-        check_buildable(recipe)
+        check_buildable(recipe, engine="caffe")  # the command checks its own engine's layers
     except UpcallError as e:
         message = str(e)
         raise UpcallError(

@@ -40,6 +40,8 @@ DEFAULT_LR_POLICIES = "fixed,step,exp"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from upcall import cliargs
+    from upcall.data.groups import add_group_arguments
+    from upcall.data.pngroot import add_read_arguments
     from upcall.engines import add_engine_arguments
     from upcall.network.zoo import NETWORKS
 
@@ -76,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         why="one trial's training already uses every core",
     )
     cliargs.add_seed(parser, "seed of the sampler and of each trial's job")
+    clips = parser.add_argument_group("clips (a Kaggle-layout DATA, as `upcall fit` takes them)")
+    add_read_arguments(clips)
+    add_group_arguments(clips)
     space = parser.add_argument_group("search space")
     cliargs.add_networks(
         space, NETWORKS, default=None, paths=False, none="every network that fits the dataset"
@@ -155,23 +160,31 @@ def dataset_folder(data: Path, out: Path) -> Path:
     return out / "dataset"
 
 
-def make_search_dataset(data: Path, out: Path, seed: int) -> None:
-    """Make DIR/dataset from a Kaggle-layout DATA as `upcall fit` would with its default recipe
-    and ``seed``: PNGs in DIR/spectrograms, lists in DIR/lists; DATA is only read."""
+def make_search_dataset(data: Path, out: Path, settings: SearchSettings) -> None:
+    """Make DIR/dataset from a Kaggle-layout DATA as `upcall fit` would with its default recipe,
+    the settings' seed, clip reading and group split: PNGs in DIR/spectrograms, lists in
+    DIR/lists; DATA is only read."""
     from upcall.workflows.fit import check_data
     from upcall.workflows.pipeline import DATA_STEPS, Layout, Steps, check_same_data, make_dataset
     from upcall.workflows.recipe import DEFAULT_RECIPE
 
-    check_data(data)
+    recipe = dataclasses.replace(
+        DEFAULT_RECIPE.with_solver(seed=settings.seed),
+        read_options=settings.read,
+        group_by=settings.group_by,
+        group_seconds=settings.group_seconds,
+    )
+    check_data(data, recipe.read_options)
     layout = Layout.under(out, data=data)
     check_same_data(layout, clips=False)
     # fit's data settings (mode, split, size), so a search and a fit of DATA train on one dataset
-    make_dataset(layout, DEFAULT_RECIPE.with_solver(seed=seed), steps=Steps("search", DATA_STEPS))
+    make_dataset(layout, recipe, steps=Steps("search", DATA_STEPS))
 
 
 def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
     """The settings from the command line, checked; ``networks`` are the named ones (default
     all) until :func:`_fitting` keeps those that fit the dataset, which may not exist yet."""
+    from upcall.data.pngroot import ReadOptions, read_options
     from upcall.network.zoo import NETWORKS
     from upcall.workflows.search_study import safe_url
 
@@ -204,6 +217,9 @@ def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
         augment=_choices(args.augment),
         pruning=not args.no_pruning,
         engine=args.engine,
+        read=read_options(args) or ReadOptions(),
+        group_by=args.group_by or "auto",
+        group_seconds=args.group_seconds,
     )
     settings.space()  # check the ranges and choices before anything is written
     return settings
@@ -232,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         dataclasses.replace(settings, networks=before.networks).check_same(before, where)
     out.mkdir(parents=True, exist_ok=True)
     if Path(settings.dataset) != Path(settings.data):
-        make_search_dataset(Path(settings.data), out, settings.seed)
+        make_search_dataset(Path(settings.data), out, settings)
     settings = _fitting(settings, named=bool(args.networks))
     if before is not None:
         settings.check_same(before, where)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from upcall.data.pngroot import ReadOptions
 from upcall.errors import Interrupted, UpcallError
 from upcall.jsonfile import JsonFile
 from upcall.lock import folder_lock, is_locked
@@ -66,6 +67,10 @@ class SearchSettings(JsonFile):
     engine: str
     class_weights: tuple[str, ...] = ("none",)  # `upcall nets --class-weights` texts
     augment: tuple[str, ...] = ("none",)  # `upcall nets --augment` specs
+    # A Kaggle-layout DATA's clip reading and group split (as `upcall fit`'s recipe keys)
+    read: ReadOptions = dataclasses.field(default_factory=ReadOptions)
+    group_by: str = "auto"
+    group_seconds: float | None = None
 
     def space(self) -> tuple[Param, ...]:
         return search_space(

@@ -60,6 +60,7 @@ def write_jobs(
     lrs: Sequence[float],
     out: Path,
     report: BatchReport,
+    engine: str = "torch",
     **solver,
 ) -> list[Path]:
     """Job folders for every (network, rate); an existing folder with the same files is kept.
@@ -73,7 +74,7 @@ def write_jobs(
 
     folders = []
     for job in make_jobs(
-        networks, load_dataset(dataset), SolverSettings(**solver), lrs, report=report
+        networks, load_dataset(dataset), SolverSettings(**solver), lrs, report=report, engine=engine
     ):
         folder = out / job.name
         try:
@@ -103,7 +104,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "job of `upcall nets`'s DIGITS default of 30",
     )
     cliargs.add_seed(
-        parser, "Caffe random_seed of every job, so the jobs of a sweep differ only in what is swept"
+        parser,
+        "Caffe random_seed of every job, so the jobs of a sweep differ only in what is swept",
     )
     cliargs.add_out(parser, "folder for the job folders", required=True)
     add_engine_arguments(parser)
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         lrs=parse_lrs(args.lr),
         out=out,
         report=report,
+        engine=args.engine,
         epochs=args.epochs,
         seed=args.seed,
         gpu=args.gpu is not None,

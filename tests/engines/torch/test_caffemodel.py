@@ -121,3 +121,20 @@ def test_solverstate_round_trip(tmp_path):
     assert [h.tolist() for h in snap.history] == [h.tolist() for h in history]
     raw = caffe_pb2.SolverState.FromString((tmp_path / "s.solverstate").read_bytes())
     assert list(raw.history[0].shape.dim) == [2, 3]  # Caffe's Blob::ToProto form
+
+
+def test_v1_caffemodel_loads_by_layer_name(tmp_path):
+    # A 2015 .caffemodel keeps its layers (and blobs) in V1's `layers`, legacy 4-D blob shapes.
+    a = make(1)
+    v1 = caffe_pb2.NetParameter(name="io")
+    for layer in net_to_proto(a).layer:
+        kind = {"Convolution": "CONVOLUTION", "InnerProduct": "INNER_PRODUCT"}.get(layer.type)
+        if kind is None:
+            continue
+        old = v1.layers.add(name=layer.name, type=caffe_pb2.V1LayerParameter.LayerType.Value(kind))
+        for blob in layer.blobs:
+            old.blobs.append(array_to_blob(blob_to_array(blob, where="x"), legacy_4d=True))
+    (tmp_path / "v1.caffemodel").write_bytes(v1.SerializeToString())
+    b = make(2)
+    assert load_caffemodel(b, tmp_path / "v1.caffemodel") == ["conv", "fc"]
+    assert torch.equal(a.layer("fc").blobs()[0], b.layer("fc").blobs()[0])

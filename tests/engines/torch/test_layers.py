@@ -319,9 +319,11 @@ def test_concat_eltwise_flatten_softmax():
 
 def test_unknown_type_names_the_layer():
     with pytest.raises(
-        UpcallError, match="layer 'foo' has type 'Embed', which upcall's torch engine cannot run"
+        UpcallError,
+        match="layer 'foo' \\(type LSTM\\) is not implemented by the torch engine; "
+        "--engine caffe runs it",
     ):
-        build('name: "foo" type: "Embed"', (1,))
+        build('name: "foo" type: "LSTM"', (1,))
 
 
 # ---- loss and accuracy --------------------------------------------------------------------

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from upcall.augment.caffe_layer import FIRST_BATCH
-from upcall.data.datum import open_db
 from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
 from upcall.engines.caffe import root as caffe
 from upcall.engines.caffe.log import LogState
@@ -32,6 +31,7 @@ from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, 
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
 from upcall.job import snapshots as sets
+from upcall.job.config import init_weights
 from upcall.job.records import Summary
 from upcall.job.spec import JobSpec, check_data, classifier_head, load_job
 from upcall.job.state import start_point
@@ -88,9 +88,11 @@ class _Run:
     def __init__(self, spec: JobSpec, options: Options) -> None:
         self.spec, self.options = spec, options
         s = spec.solver
-        with open_db(spec.train_data.source) as env:
-            self.train_count = env.stat()["entries"]
+        self.train_count = spec.train_data.count()
         self.binds = _binds(spec)
+        self.init = init_weights(spec.job)  # `fit --init-weights`: copied over the fillers'
+        if self.init is not None:
+            self.binds.append(self.init.resolve().parent)
         # a Python layer (online augmentation) imports its module from the job folder
         python = any(lp.type == "Python" for lp in spec.net.layer)
         self.env = caffe.python_env(spec.job, caffe_bin=options.caffe_bin) if python else {}
@@ -162,7 +164,7 @@ class _Run:
             args.append(f"--gpu={gpu}")
         if start:
             args.append(f"--snapshot={spec.snapshot_path(start, '.solverstate')}")
-        elif self.head is not None and solver.test_initialization:
+        elif self.init is not None or (self.head is not None and solver.test_initialization):
             self._initial_weights()
             args.append(f"--weights={INIT_WEIGHTS}")
         return args
@@ -185,6 +187,10 @@ class _Run:
             "net": str(spec.job / spec.solver.net),
             "out": str(spec.job / INIT_WEIGHTS),
         }
+        if self.init is not None:  # Caffe copies them in by layer name (Net::CopyTrainedLayersFrom)
+            if not self.init.is_file():
+                raise UpcallError(f"{self.init}: not found (config.json's init_weights)")
+            params["weights"] = str(self.init.resolve())
         try:
             self._pycaffe("init_weights", params)
         except UpcallError as e:
@@ -265,8 +271,28 @@ def _binds(spec: JobSpec) -> list[Path]:
             layer.data_param.source,
             layer.transform_param.mean_file,
             layer.infogain_loss_param.source,
+            layer.image_data_param.source,
+            layer.hdf5_data_param.source,
         )
         for path in files:
-            if path:
-                dirs.append((spec.job / path).parent)  # an absolute path stays as it is
+            if path:  # an absolute path stays as it is
+                dirs += _folders(spec.job / path)
+        dirs += [d for path in _listed(spec, layer) for d in _folders(path)]
     return list(dict.fromkeys(dirs))
+
+
+def _folders(path: Path) -> list[Path]:
+    """What to bind for ``path``: its folder, links resolved (bwrap cannot bind onto a link;
+    a linked file's or folder's target must be bound for the link to lead anywhere)."""
+    return [path.parent.resolve(), path.resolve().parent]
+
+
+def _listed(spec: JobSpec, layer) -> list[Path]:
+    """The files an ImageData or HDF5Data layer's list names."""
+    from upcall.job import sources
+
+    if layer.type == "ImageData" and layer.image_data_param.source:
+        return [path for path, _ in sources.image_list(layer, spec.job)]
+    if layer.type == "HDF5Data" and layer.hdf5_data_param.source:
+        return sources.hdf5_files(layer, spec.job)
+    return []

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from upcall.data.dataset import fingerprint
-from upcall.data.datum import open_db
 from upcall.digits.client import ACTIVE, FINISHED, DigitsClient, DigitsError
 from upcall.digits.fields import dataset_fields, model_fields
 from upcall.engines.base import TRAIN_LOCK, JobStatus, local_status
@@ -35,7 +34,7 @@ from upcall.engines.digits.record import DigitsRecord
 from upcall.engines.loop import Display, Event, Log, Scored, Snapshotted, Step, Tested, run_training
 from upcall.errors import UpcallError
 from upcall.job import snapshots as sets
-from upcall.job.config import JobConfig
+from upcall.job.config import JobConfig, init_weights
 from upcall.job.records import Summary
 from upcall.job.spec import JobSpec, job_dir, load_job
 from upcall.job.state import clear_results, start_point
@@ -60,6 +59,17 @@ class DigitsEngine:
     def train(self, job: Path, *, resume: bool = False, restart: bool = False) -> Summary:
         client = self.client()
         spec = load_job(job)
+        for data in (spec.train_data, spec.test_data):
+            if data is not None and data.kind != "Data":  # DIGITS takes LMDB datasets only
+                raise UpcallError(
+                    f"{spec.job}: the digits engine sends LMDB datasets (Data layers), not a "
+                    f"{data.kind} layer's files; train it with --engine torch or caffe"
+                )
+        if init_weights(spec.job) is not None:  # DIGITS's pretrained model is a server path
+            raise UpcallError(
+                f"{spec.job / 'config.json'}: init_weights is set; the digits engine starts "
+                "from its own fillers: train it with --engine torch or caffe"
+            )
         with folder_lock(spec.job / TRAIN_LOCK):
             record = DigitsRecord.read(spec.job)
             if record is not None and (record.model_id is None or not restart):
@@ -168,8 +178,7 @@ class _Remote:
         self, spec: JobSpec, client: DigitsClient, record: DigitsRecord, options: Options
     ) -> None:
         self.spec, self.client, self.record, self.options = spec, client, record, options
-        with open_db(spec.train_data.source) as env:
-            self.train_count = env.stat()["entries"]
+        self.train_count = spec.train_data.count()
         self.device_name = f"digits gpu {options.gpu}" if options.gpu is not None else "digits"
         self.threads = None
         self.state = LogState()

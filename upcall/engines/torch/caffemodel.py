@@ -16,11 +16,12 @@ from upcall.engines.torch.net import CaffeNet
 from upcall.engines.torch.solver import SolverSnapshot
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_bytes
-from upcall.proto import array_to_blob, blob_to_array, caffe_pb2, read_binary
+from upcall.network.upgrade import upgrade_net
+from upcall.proto import array_to_blob, blob_to_array, caffe_pb2, is_legacy_4d, read_binary
 
 
 def _fits(saved: tuple[int, ...], blob: caffe_pb2.BlobProto, target: tuple[int, ...]) -> bool:
-    if blob.HasField("shape"):
+    if not is_legacy_4d(blob):
         return saved == target
     # Caffe's legacy check: the target's shape padded on the left with 1s to 4 axes.
     return len(target) <= 4 and saved == (1,) * (4 - len(target)) + target
@@ -70,7 +71,9 @@ def copy_from_proto(net: CaffeNet, proto: caffe_pb2.NetParameter, *, source: str
 
 def load_caffemodel(net: CaffeNet, path: str | os.PathLike) -> list[str]:
     """Load a .caffemodel (ours or Caffe's) into ``net`` by layer name; returns the layers loaded."""
-    return copy_from_proto(net, read_binary(path, caffe_pb2.NetParameter()), source=str(path))
+    proto = read_binary(path, caffe_pb2.NetParameter())
+    upgrade_net(proto, where=str(path))  # a V0/V1 .caffemodel keeps its blobs in `layers`
+    return copy_from_proto(net, proto, source=str(path))
 
 
 def save_solverstate(path: str | os.PathLike, snap: SolverSnapshot, *, learned_net: str) -> None:

@@ -15,16 +15,21 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from upcall.engines.torch import losses
 from upcall.engines.torch.base import TEST, TRAIN, BuildContext, Layer, make_param
 from upcall.engines.torch.losses import Accuracy, InfogainLoss, SoftmaxWithLoss
+from upcall.engines.torch.neurons import NEURONS
 from upcall.engines.torch.pylayers import python_layer
+from upcall.engines.torch.reshaping import RESHAPING
+from upcall.engines.torch.vision import VISION_LAYERS
 from upcall.errors import UpcallError
-from upcall.network.shapes import pair, pool_out
+from upcall.network.shapes import pair, pool_out, unsupported_message
 from upcall.proto import caffe_pb2
 
-INPUT_TYPES = frozenset({"Data", "Input"})  # tops come from the caller, not from a module
+# tops come from the caller (the engine's feeders: upcall.engines.torch.datalayers), not a module
+INPUT_TYPES = frozenset({"Data", "Input", "ImageData", "HDF5Data", "DummyData"})
 # the first top of a loss weighs 1 unless loss_weight says otherwise
-LOSS_TYPES = frozenset({"SoftmaxWithLoss", "InfogainLoss"})
+LOSS_TYPES = frozenset({"SoftmaxWithLoss", "InfogainLoss", *losses.MORE_LOSSES})
 
 
 def _unit_filler() -> caffe_pb2.FillerParameter:
@@ -93,15 +98,6 @@ class ReLU(Layer):
 
     def forward(self, x):
         return F.leaky_relu(x, self.slope) if self.slope else F.relu(x)
-
-
-class Elementwise(Layer):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 class LRN(Layer):
@@ -258,17 +254,7 @@ class Pooling(Layer):
         )
 
 
-# ---- blob plumbing ------------------------------------------------------------------
-
-
-class Concat(Layer):
-    def __init__(self, lp, shapes, ctx):
-        super().__init__()
-        p = lp.concat_param
-        self.axis = p.concat_dim if p.HasField("concat_dim") else p.axis % len(shapes[0])
-
-    def forward(self, *xs):
-        return torch.cat(xs, dim=self.axis)
+# ---- blob plumbing (more in reshaping.py) -----------------------------------------------
 
 
 class Eltwise(Layer):
@@ -292,16 +278,6 @@ class Eltwise(Layer):
         return sum(xs[1:], start=xs[0])
 
 
-class Flatten(Layer):
-    def __init__(self, lp, shapes, ctx):
-        super().__init__()
-        ndim = len(shapes[0])
-        self.start, self.end = lp.flatten_param.axis % ndim, lp.flatten_param.end_axis % ndim
-
-    def forward(self, x):
-        return x.flatten(self.start, self.end)
-
-
 class Softmax(Layer):
     def __init__(self, lp, shapes, ctx):
         super().__init__()
@@ -317,21 +293,21 @@ LAYERS: dict[str, Builder] = {
     "Convolution": Convolution,
     "InnerProduct": InnerProduct,
     "ReLU": ReLU,
-    "Sigmoid": lambda lp, shapes, ctx: Elementwise(torch.sigmoid),
-    "TanH": lambda lp, shapes, ctx: Elementwise(torch.tanh),
     "LRN": LRN,
     "BatchNorm": BatchNorm,
     "Scale": Scale,
     "Dropout": Dropout,
     "Pooling": Pooling,
-    "Concat": Concat,
     "Eltwise": Eltwise,
-    "Flatten": Flatten,
     "Softmax": Softmax,
     "SoftmaxWithLoss": SoftmaxWithLoss,
     "InfogainLoss": InfogainLoss,
     "Accuracy": Accuracy,
     "Python": python_layer,  # the Python layers upcall writes (engines.torch.pylayers)
+    **NEURONS,  # Sigmoid, TanH, Power, PReLU, Bias ... (engines.torch.neurons)
+    **RESHAPING,  # Reshape, Flatten, Split, Slice, Concat, Crop ... (engines.torch.reshaping)
+    **VISION_LAYERS,  # Deconvolution, SPP, MVN, Embed (engines.torch.vision)
+    **{name: getattr(losses, name) for name in losses.MORE_LOSSES},
 }
 
 
@@ -341,9 +317,7 @@ def build_layer(
     """The module for one layer; an unknown type fails naming the layer and the type."""
     builder = LAYERS.get(lp.type)
     if builder is None:
-        raise UpcallError(
-            f"layer '{lp.name}' has type '{lp.type}', which upcall's torch engine cannot run"
-        )
+        raise UpcallError(unsupported_message(lp))
     try:
         return builder(lp, shapes, ctx)
     except ValueError as e:  # shapes.pair: more than 2-D

@@ -1,6 +1,7 @@
 """Caffe's loss and accuracy layers: SoftmaxWithLoss (normalisation modes, ignore_label),
-InfogainLoss (the same with a K×K weight matrix H read from a file) and Accuracy (top_k, ties
-count as wrong)."""
+InfogainLoss (the same with a K×K weight matrix H read from a file), EuclideanLoss,
+SigmoidCrossEntropyLoss, HingeLoss (L1/L2), MultinomialLogisticLoss and Accuracy (top_k, ties
+count as wrong). Caffe never back-propagates to a label; neither do these."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from upcall.proto import blob_to_array, caffe_pb2, read_binary
 
 _LOG_FLT_MIN = math.log(1.1754943508222875e-38)  # Caffe clamps probabilities at FLT_MIN
 _LOG_INFOGAIN_MIN = math.log(1e-20)  # InfogainLoss's kLOG_THRESHOLD
+# the loss types a net may use besides SoftmaxWithLoss, InfogainLoss (upcall.engines.torch.layers)
+MORE_LOSSES = ("EuclideanLoss", "SigmoidCrossEntropyLoss", "HingeLoss", "MultinomialLogisticLoss")
 
 
 def _labels(label: torch.Tensor, scores: torch.Tensor, axis: int) -> torch.Tensor:
@@ -108,6 +111,96 @@ class InfogainLoss(SoftmaxWithLoss):
             per_sample = per_sample * valid
         loss = -per_sample.sum() / self._normalizer(label, valid)
         return (loss, logp.exp().movedim(-1, self.axis)) if self.with_prob else loss
+
+
+_Mode = caffe_pb2.LossParameter.NormalizationMode
+
+
+def _mode(lp, default: int) -> int:
+    """The layer's normalisation mode: ``normalization`` when set, else the deprecated
+    ``normalize`` (VALID / BATCH_SIZE), else the layer type's ``default``."""
+    p = lp.loss_param
+    if p.HasField("normalization"):
+        return p.normalization
+    if p.HasField("normalize"):
+        return _Mode.VALID if p.normalize else _Mode.BATCH_SIZE
+    return default
+
+
+def _divisor(mode: int, outer: int, count: int, valid) -> torch.Tensor | float:
+    """Caffe's LossLayer normaliser for ``mode``, at least 1."""
+    if mode == _Mode.VALID and valid is not None:
+        return valid.sum().clamp(min=1)
+    return float(
+        max(1, {_Mode.FULL: count, _Mode.VALID: count, _Mode.BATCH_SIZE: outer}.get(mode, 1))
+    )
+
+
+class EuclideanLoss(Layer):
+    """sum((a - b)²) / (2 N); both bottoms get gradients (b's with the opposite sign)."""
+
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+        if math.prod(shapes[0][1:]) != math.prod(shapes[1][1:]):
+            raise UpcallError(
+                f"layer '{lp.name}': bottoms {list(shapes[0])} and {list(shapes[1])} differ in size"
+            )
+
+    def forward(self, a, b):
+        return (a - b.reshape(a.shape)).float().square().sum() / (2 * max(1, a.shape[0]))
+
+
+class SigmoidCrossEntropyLoss(Layer):
+    """Cross-entropy of sigmoid(x) against targets in [0, 1], computed stably; a target equal to
+    ``ignore_label`` counts for nothing; normalised by the batch size unless loss_param says."""
+
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+        if math.prod(shapes[0]) != math.prod(shapes[1]):
+            raise UpcallError(
+                f"layer '{lp.name}': {list(shapes[1])} targets do not fit {list(shapes[0])} inputs"
+            )
+        p = lp.loss_param
+        self.ignore = p.ignore_label if p.HasField("ignore_label") else None
+        self.mode = _mode(lp, _Mode.BATCH_SIZE)  # BATCH_SIZE: Caffe 1.0's default here
+
+    def forward(self, x, target):
+        target = target.detach().reshape(x.shape).float()
+        loss = F.binary_cross_entropy_with_logits(x.float(), target, reduction="none")
+        valid = None
+        if self.ignore is not None:
+            valid = target.long() != self.ignore  # Caffe compares static_cast<int>(target)
+            loss = loss * valid
+        return loss.sum() / _divisor(self.mode, x.shape[0], x.numel(), valid)
+
+
+class HingeLoss(Layer):
+    """Caffe's one-vs-all hinge: s' = s with the true class negated; loss = sum(max(0, 1 + s'))
+    (L1) or sum(max(0, 1 + s')²) (L2), over N."""
+
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+        self.l2 = lp.hinge_loss_param.norm == caffe_pb2.HingeLossParameter.L2
+
+    def forward(self, scores, label):
+        s = scores.float().reshape(scores.shape[0], -1)
+        sign = torch.ones_like(s).scatter_(1, label.detach().reshape(-1, 1).long(), -1.0)
+        margin = F.relu(1 + s * sign)
+        return (margin.square() if self.l2 else margin).sum() / s.shape[0]
+
+
+class MultinomialLogisticLoss(Layer):
+    """-sum(log p[label]) / N on probabilities, p clamped at 1e-20 in value only (Caffe's
+    gradient is -1 / max(p, 1e-20) even below the clamp)."""
+
+    def __init__(self, lp, shapes, ctx):
+        super().__init__()
+
+    def forward(self, prob, label):
+        p = prob.float().reshape(prob.shape[0], -1)
+        picked = p.gather(1, label.detach().reshape(-1, 1).long()).squeeze(1)
+        kept = picked - picked.detach() + picked.detach().clamp(min=1e-20)
+        return -kept.log().sum() / p.shape[0]
 
 
 class Accuracy(Layer):

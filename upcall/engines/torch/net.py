@@ -19,6 +19,7 @@ from upcall.engines.torch.base import BuildContext, Layer
 from upcall.engines.torch.layers import INPUT_TYPES, LOSS_TYPES, build_layer
 from upcall.errors import UpcallError
 from upcall.network.phase import filter_net
+from upcall.network.shapes import infer_shapes
 from upcall.proto import caffe_pb2
 
 
@@ -80,12 +81,15 @@ class CaffeNet(nn.Module):
     # ---- construction -----------------------------------------------------------------
 
     def _add_inputs(self, lp: caffe_pb2.LayerParameter, given: dict) -> None:
-        shapes = list(lp.input_param.shape)
+        shapes = [tuple(s.dim) for s in lp.input_param.shape]
+        if lp.type == "DummyData":  # its own shapes, as Input's
+            one = caffe_pb2.NetParameter(layer=[lp])
+            shapes = [infer_shapes(one, {})[t] for t in lp.top]
         for i, top in enumerate(lp.top):
             if top in given:
                 shape = tuple(int(d) for d in given[top])
             elif shapes:
-                shape = tuple(shapes[min(i, len(shapes) - 1)].dim)
+                shape = shapes[min(i, len(shapes) - 1)]
             else:
                 raise UpcallError(
                     f"layer '{lp.name}': input blob '{top}' needs a shape (input_shapes={{'{top}': ...}})"

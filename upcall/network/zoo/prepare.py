@@ -31,7 +31,7 @@ class DataSource:
     """What DIGITS fills into a network from a dataset (paths as they go into the prototxt)."""
 
     train_db: str
-    val_db: str
+    val_db: str | None  # None: a dataset without validation images
     mean_file: str
     channels: int
     height: int
@@ -57,7 +57,9 @@ def _cleaned(network: caffe_pb2.NetParameter, num_classes: int) -> caffe_pb2.Net
     return net
 
 
-def _fill_time_pools(net: caffe_pb2.NetParameter, data: DataSource, where: str) -> None:
+def _fill_time_pools(
+    net: caffe_pb2.NetParameter, data: DataSource, where: str, lenient: bool
+) -> None:
     """Give each Pooling layer written with ``kernel_h: 1`` and no ``kernel_w`` (WhaleNet's pool
     over time) the width of its input, so it spans the whole time axis of this dataset's images."""
     for i, layer in enumerate(net.layer):
@@ -72,9 +74,11 @@ def _fill_time_pools(net: caffe_pb2.NetParameter, data: DataSource, where: str) 
             if d.type == "Data"
         }
         try:
-            shapes = infer_shapes(before, inputs)  # both data layers give the same shape
+            shapes = infer_shapes(before, inputs, lenient=lenient)  # both data layers alike
         except UpcallError as e:
             raise UpcallError(f"{where}: {e}") from None
+        if layer.bottom[0] not in shapes:
+            raise UpcallError(f"{where}: pooling layer {layer.name!r} needs kernel_w")
         p.kernel_w = shapes[layer.bottom[0]][3]
 
 
@@ -107,7 +111,7 @@ def _configure_data(
             )
         phase = layer.include[0].phase
         d, t = layer.data_param, layer.transform_param
-        d.source = data.train_db if phase == caffe_pb2.TRAIN else data.val_db
+        d.source = data.train_db if phase == caffe_pb2.TRAIN else data.val_db or ""  # or: dropped
         d.backend = caffe_pb2.DataParameter.LMDB
         d.batch_size = batch_size or d.batch_size or DEFAULT_BATCH_SIZE
         t.mean_file = data.mean_file
@@ -120,6 +124,10 @@ def _configure_data(
         crops[phase] = t.crop_size
     if set(crops) != {caffe_pb2.TRAIN, caffe_pb2.TEST}:
         raise UpcallError(f"{where}: needs one train and one val Data layer")
+    if data.val_db is None:  # DIGITS: no validation set, no val Data layer (and no test pass)
+        for i in reversed(range(len(net.layer))):
+            if net.layer[i].type == "Data" and net.layer[i].include[0].phase == caffe_pb2.TEST:
+                del net.layer[i]
     return crops[caffe_pb2.TEST]
 
 
@@ -155,19 +163,23 @@ def prepare(
     *,
     batch_size: int | None = None,
     where: str = "network",
+    engine: str = "torch",
 ) -> tuple[caffe_pb2.NetParameter, caffe_pb2.NetParameter]:
     """``(train_val, deploy)`` for ``network`` on ``data``; ``batch_size`` overrides both phases.
 
     ``where`` names the network in errors. Shapes are checked for every phase, so a network the
     dataset's images are too small for fails here, naming the layer, not later in Caffe.
+    ``engine`` "torch" refuses a layer the torch engine does not implement; with another engine
+    (real Caffe runs the net) such a layer, and what follows from it, is left to Caffe to check.
     """
     net = _cleaned(network, data.num_classes)
-    for layer in net.layer:
+    lenient = engine != "torch"
+    for layer in net.layer if not lenient else ():
         try:
             require_supported(layer)
         except UpcallError as e:
             raise UpcallError(f"{where}: {e}") from None
-    _fill_time_pools(net, data, where)
+    _fill_time_pools(net, data, where, lenient)
     train_val = _train_val(net)
     crop = _configure_data(train_val, data, batch_size, where)
     h, w = (crop, crop) if crop else (data.height, data.width)
@@ -176,13 +188,15 @@ def prepare(
         c = layer.transform_param.crop_size
         size = (c, c) if c else (data.height, data.width)
         inputs = {layer.top[0]: (layer.data_param.batch_size, data.channels, *size)}
-        _check(train_val, inputs, layer.include[0].phase, where)
-    _check(deploy, {}, None, where)
+        _check(train_val, inputs, layer.include[0].phase, where, lenient)
+    _check(deploy, {}, None, where, lenient)
     return train_val, deploy
 
 
-def _check(net: caffe_pb2.NetParameter, inputs: dict, phase: int | None, where: str) -> None:
+def _check(
+    net: caffe_pb2.NetParameter, inputs: dict, phase: int | None, where: str, lenient: bool
+) -> None:
     try:
-        infer_shapes(net, inputs, phase=phase)
+        infer_shapes(net, inputs, phase=phase, lenient=lenient)
     except UpcallError as e:
         raise UpcallError(f"{where}: {e}") from None

@@ -4,7 +4,8 @@ Caffe then starts from these weights (``--weights``), so the iteration-0 validat
 very weights Caffe trains. Runs in the Caffe root (see :mod:`upcall.engines.caffe.programs`).
 
 ``python3 init_weights.py PARAMS_FILE``, a JSON file ``{"seed": int, "net": train_val.prototxt,
-"out": .caffemodel}``: writes ``out`` and prints it as JSON.
+"out": .caffemodel}`` and optionally ``"weights": .caffemodel`` (copied over the fillers' by
+layer name, as ``caffe train --weights`` does): writes ``out`` and prints it as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ def main(argv: list[str]) -> None:
     with open(argv[0], encoding="utf-8") as f:
         p = json.load(f)
     caffe.set_random_seed(p["seed"])
-    caffe.Net(p["net"], caffe.TRAIN).save(p["out"])
+    net = caffe.Net(p["net"], caffe.TRAIN)
+    if p.get("weights"):
+        net.copy_from(p["weights"])
+    net.save(p["out"])
     print(json.dumps(p["out"]))
 
 

@@ -126,6 +126,32 @@ def blocks(path: Path, *, channel: int = 0, block_s: float = 600.0) -> Iterator[
         _check_read(path, f)
 
 
+def read_span(path: Path, begin_s: float, end_s: float, *, channel: int = 0) -> np.ndarray:
+    """The recording from ``begin_s`` to ``end_s`` as float64 at 2 kHz (full scale), read by
+    seeking (a long file is never read whole): ``round((end_s - begin_s) * RATE)`` samples, the
+    part outside the file zeros. At another rate the span is resampled with
+    :data:`CONTEXT_S` of audio each side, as :func:`blocks` does."""
+    n_out = round((end_s - begin_s) * RATE)
+    if n_out <= 0:
+        raise ValueError(f"empty span {begin_s}..{end_s} s")
+    with open_audio(path, channel=channel) as f:
+        rate = f.samplerate
+        ctx = 0 if rate == RATE else round(CONTEXT_S * rate)
+        first = max(0, int(np.floor(begin_s * rate)) - ctx)
+        stop = min(f.frames, int(np.ceil(end_s * rate)) + ctx)
+        if stop <= first:
+            return np.zeros(n_out)
+        f.seek(first)
+        x = f.read(stop - first, dtype="float64", always_2d=True)[:, channel]
+    y = x if rate == RATE else _resample(x, Fraction(RATE, rate))
+    offset = round((begin_s - first / rate) * RATE)  # where begin_s falls in y (may be < 0)
+    out = np.zeros(n_out)
+    lo, hi = max(offset, 0), min(offset + n_out, len(y))
+    if hi > lo:
+        out[lo - offset : hi - offset] = y[lo:hi]
+    return out
+
+
 def _check_read(path: Path, f: sf.SoundFile) -> None:
     """UpcallError when the data ended before the frames the header declares (a cut file)."""
     if f.tell() != f.frames:
