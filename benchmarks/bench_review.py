@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--file-minutes", type=float, default=15.0)
     parser.add_argument("--verify", type=int, default=200, help="detections the analyst marks")
     parser.add_argument("--sample", type=int, default=100, help="the precision sample's size")
+    parser.add_argument("--finetune-lr", type=float,
+                        help="the fine-tune's base_lr (default: the recipe's, as from scratch)")  # fmt: skip
     parser.add_argument("--placements", type=int, default=1,
                         help="clips per verified up-call (fit --placements)")  # fmt: skip
     parser.add_argument("--epochs", type=int, help="the recipe's epochs (default: fit's)")
@@ -219,16 +221,23 @@ def main() -> None:
           f"{args.threshold:g}; AP from detect at {args.curve_threshold:g}):")  # fmt: skip
     report("before (Kaggle clips only)", base, None)
 
-    fits = {}
-    for name, more in (("scratch", ()), ("finetune", ("--init-weights", run))):
-        out = work / f"run-{name}"
-        fits[name] = upcall("fit", kaggle, "--out", out, "--add-verified", verified,
-                            "--recordings", review, "--recipe", recipe, "--seed", args.seed,
+    tuned = recipe
+    if args.finetune_lr is not None:
+        tuned = work / f"recipe-lr{args.finetune_lr:g}.json"
+        tuned.write_text(json.dumps({**json.loads(recipe.read_text()),
+                                     "base_lr": args.finetune_lr}))  # fmt: skip
+    fits, outs = {}, {"scratch": work / "run-scratch", "finetune": work / f"run-{tuned.stem}-ft"}
+    for name, more, plan in (("scratch", (), recipe),
+                             ("finetune", ("--init-weights", run), tuned)):  # fmt: skip
+        fits[name] = upcall("fit", kaggle, "--out", outs[name], "--add-verified", verified,
+                            "--recordings", review, "--recipe", plan, "--seed", args.seed,
                             "--placements", args.placements, *more)  # fmt: skip
     print(f"fit --add-verified: from scratch {fits['scratch']:.0f} s, fine-tuned "
           f"{fits['finetune']:.0f} s")  # fmt: skip
 
-    after = {n: measure(n, work / f"run-{n}" / JOB, work, test, test_truth, args) for n in fits}
+    # the job folder is named after the recipe's network and learning rate
+    jobs = {n: next(p for p in (outs[n] / "jobs").iterdir() if p.is_dir()) for n in fits}
+    after = {n: measure(n, jobs[n], work, test, test_truth, args) for n in fits}
     report("retrained from scratch with the verdicts", after["scratch"], base)
     report("fine-tuned from the first model (--init-weights)", after["finetune"], base)
 
