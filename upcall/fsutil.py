@@ -5,6 +5,7 @@ settings files."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import hashlib
 import json
@@ -256,6 +257,26 @@ def read_json(path: str | os.PathLike) -> dict | None:
     if not isinstance(value, dict):
         raise UpcallError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def read_csv_rows(path: str | os.PathLike, *, missing_ok: bool = False) -> list[list[str]] | None:
+    """Every row of a UTF-8 CSV file (a spreadsheet's byte-order mark dropped, so it is not part
+    of the header's first name); with ``missing_ok`` None when the file does not exist.
+    Unreadable, undecodable or malformed content is an UpcallError naming the file."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return list(csv.reader(f))
+    except FileNotFoundError as e:
+        if missing_ok:
+            return None
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
+    except OSError as e:
+        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except csv.Error as e:
+        raise UpcallError(f"{path}: not a valid CSV file: {e}") from e
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -64,3 +64,16 @@ def test_a_start_without_zone_is_not_written(tmp_path):
     with pytest.raises(ValueError, match="no time zone"):
         write_effort(tmp_path, [RecordingEffort("a", "a", datetime(2024, 1, 1), "x", 1.0)])
     assert not (tmp_path / "recordings.csv").exists()
+
+
+def test_an_undecodable_recordings_csv_is_one_line(tmp_path):
+    """Not UTF-8 (a copy through a legacy spreadsheet) or a folder in its place: one line naming
+    the file, never a traceback; no file at all: no effort known."""
+    assert read_effort(tmp_path) is None
+    (tmp_path / "recordings.csv").write_bytes(b"rel,path\n\xff\xfe,x\n")
+    with pytest.raises(UpcallError, match=r"recordings.csv: not UTF-8 text \(byte 9\)"):
+        read_effort(tmp_path)
+    (tmp_path / "recordings.csv").unlink()
+    (tmp_path / "recordings.csv").mkdir()
+    with pytest.raises(UpcallError, match=r"recordings.csv: cannot read: Is a directory"):
+        read_effort(tmp_path)

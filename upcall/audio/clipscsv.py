@@ -33,7 +33,7 @@ from pathlib import Path
 
 from upcall.audio.starttime import iso
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_text, read_csv_rows
 
 CLIPS_CSV = "clips.csv"
 HEADER = (
@@ -114,15 +114,7 @@ def read_clips_csv(path: str | os.PathLike) -> list[ClipOrigin]:
     """Every row of ``path``; a missing column, bad value or repeated clip is an UpcallError
     naming the file and line."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except csv.Error as e:
-        raise UpcallError(f"{path}: not a valid CSV file: {e}") from e
+    rows = read_csv_rows(path)
     if not rows or tuple(c.strip() for c in rows[0]) != HEADER:
         found = ",".join(rows[0]) if rows else "an empty file"
         raise UpcallError(f"{path}:1: expected the header {','.join(HEADER)!r}, found {found!r}")

@@ -6,13 +6,13 @@ one line naming the file and the row.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from upcall.errors import UpcallError
+from upcall.fsutil import read_csv_rows
 
 HEADER = ["clip_name", "label"]
 
@@ -26,16 +26,7 @@ class Clip:
 
 def read_train_csv(path: Path) -> list[Clip]:
     """Parse ``clip_name,label`` rows; each malformed row is an error naming its line."""
-    try:
-        # utf-8-sig: a spreadsheet's byte-order mark is not part of the header's first name.
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UpcallError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise UpcallError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except csv.Error as e:
-        raise UpcallError(f"{path}: not a valid CSV file: {e}") from e
+    rows = read_csv_rows(path)
     if not rows or [c.strip() for c in rows[0]] != HEADER:
         found = ",".join(rows[0]) if rows else "an empty file"
         raise UpcallError(f"{path}:1: missing header 'clip_name,label' (found {found!r})")

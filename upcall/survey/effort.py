@@ -26,7 +26,7 @@ from pathlib import Path
 
 from upcall.audio.starttime import iso
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_text, read_csv_rows
 
 RECORDINGS_CSV = "recordings.csv"
 COLUMNS = ("rel", "path", "start_time", "start_source", "duration_s", "sequence_offset_s")
@@ -109,16 +109,14 @@ def read_effort(directory: str | os.PathLike) -> list[RecordingEffort] | None:
     """The rows of ``directory``/recordings.csv (or the .csv path given); None when absent.
     A bad header or row is a one-line UpcallError naming the file and line."""
     path = _csv_path(directory)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
+    found = read_csv_rows(path, missing_ok=True)
+    if found is None:
         return None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    header = found[0] if found else None
     if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
         raise UpcallError(f"{path}:1: the header must start {','.join(COLUMNS)}, got {header}")
     rows = []
-    for line, cells in enumerate(reader, start=2):
+    for line, cells in enumerate(found[1:], start=2):
         if not cells:
             continue
         where = f"{path}:{line}"
