@@ -21,7 +21,7 @@ from upcall.engines.torch.losses import Accuracy, InfogainLoss, SoftmaxWithLoss
 from upcall.engines.torch.neurons import NEURONS
 from upcall.engines.torch.pylayers import python_layer
 from upcall.engines.torch.reshaping import RESHAPING
-from upcall.engines.torch.vision import VISION_LAYERS
+from upcall.engines.torch.vision import VISION_LAYERS, ConvLayer
 from upcall.errors import UpcallError
 from upcall.network.shapes import pair, pool_out, unsupported_message
 from upcall.proto import caffe_pb2
@@ -39,27 +39,10 @@ def _unit_filler() -> caffe_pb2.FillerParameter:
 # ---- convolution and inner product ---------------------------------------------------
 
 
-class Convolution(Layer):
-    def __init__(self, lp, shapes, ctx):
-        super().__init__()
-        p = lp.convolution_param
-        if p.axis != 1 or len(shapes[0]) != 4:
-            raise UpcallError(f"layer '{lp.name}': only 2-D convolutions on N×C×H×W are supported")
-        kernel = pair(p, "kernel_size", 0)
-        self.stride, self.padding = pair(p, "stride", 1), pair(p, "pad", 0)
-        self.dilation, self.groups = pair(p, "dilation", 1), p.group
-        channels = shapes[0][1]
-        if min(kernel) < 1 or channels % p.group or p.num_output % p.group:
-            raise UpcallError(
-                f"layer '{lp.name}': bad convolution (kernel {kernel}, {channels} channels in, "
-                f"{p.num_output} out, group {p.group})"
-            )
-        shape = (p.num_output, channels // p.group, *kernel)
-        self.weight = make_param(lp, shape, p.weight_filler, ctx, "weight")
-        self.bias = (
-            make_param(lp, (p.num_output,), p.bias_filler, ctx, "bias") if p.bias_term else None
-        )
-        self.blob_names = ("weight", "bias") if p.bias_term else ("weight",)
+class Convolution(ConvLayer):
+    @staticmethod
+    def weight_shape(num_output: int, channels: int, group: int, kernel) -> tuple[int, ...]:
+        return (num_output, channels // group, *kernel)
 
     def forward(self, x):
         return F.conv2d(

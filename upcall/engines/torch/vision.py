@@ -20,29 +20,44 @@ from upcall.network.shapes import pair, pool_out
 from upcall.proto import caffe_pb2
 
 
-class Deconvolution(Layer):
+class ConvLayer(Layer):
+    """What Convolution (:mod:`upcall.engines.torch.layers`) and Deconvolution share: Caffe's
+    ``convolution_param`` read and checked, the weight (:meth:`weight_shape`) and bias made."""
+
+    KIND = "convolution"
+
     def __init__(self, lp, shapes, ctx):
         super().__init__()
         p = lp.convolution_param
         if p.axis != 1 or len(shapes[0]) != 4:
-            raise UpcallError(
-                f"layer '{lp.name}': only 2-D deconvolutions on N×C×H×W are supported"
-            )
+            raise UpcallError(f"layer '{lp.name}': only 2-D {self.KIND}s on N×C×H×W are supported")
         kernel = pair(p, "kernel_size", 0)
         self.stride, self.padding = pair(p, "stride", 1), pair(p, "pad", 0)
         self.dilation, self.groups = pair(p, "dilation", 1), p.group
         channels = shapes[0][1]
         if min(kernel) < 1 or channels % p.group or p.num_output % p.group:
             raise UpcallError(
-                f"layer '{lp.name}': bad deconvolution (kernel {kernel}, {channels} channels in, "
+                f"layer '{lp.name}': bad {self.KIND} (kernel {kernel}, {channels} channels in, "
                 f"{p.num_output} out, group {p.group})"
             )
-        shape = (channels, p.num_output // p.group, *kernel)
+        shape = self.weight_shape(p.num_output, channels, p.group, kernel)
         self.weight = make_param(lp, shape, p.weight_filler, ctx, "weight")
         self.bias = (
             make_param(lp, (p.num_output,), p.bias_filler, ctx, "bias") if p.bias_term else None
         )
         self.blob_names = ("weight", "bias") if p.bias_term else ("weight",)
+
+    @staticmethod
+    def weight_shape(num_output: int, channels: int, group: int, kernel) -> tuple[int, ...]:
+        raise NotImplementedError
+
+
+class Deconvolution(ConvLayer):
+    KIND = "deconvolution"
+
+    @staticmethod
+    def weight_shape(num_output: int, channels: int, group: int, kernel) -> tuple[int, ...]:
+        return (channels, num_output // group, *kernel)  # Caffe's: input channels first
 
     def forward(self, x):
         return F.conv_transpose2d(
