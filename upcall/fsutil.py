@@ -8,11 +8,12 @@ import contextlib
 import csv
 import errno
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from upcall.errors import UpcallError
@@ -257,6 +258,14 @@ def read_json(path: str | os.PathLike) -> dict | None:
     if not isinstance(value, dict):
         raise UpcallError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Sequence[object]]) -> None:
+    """``rows`` (the header first) as a CSV file at ``path``, written atomically (``\n`` line
+    ends; csv's quoting where a cell needs it)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_csv_rows(path: str | os.PathLike, *, missing_ok: bool = False) -> list[list[str]] | None:

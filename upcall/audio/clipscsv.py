@@ -22,8 +22,6 @@ Every problem is one line naming the file and line.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections.abc import Iterable
@@ -33,7 +31,7 @@ from pathlib import Path
 
 from upcall.audio.starttime import iso
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text, read_csv_rows
+from upcall.fsutil import atomic_write_csv, read_csv_rows
 
 CLIPS_CSV = "clips.csv"
 HEADER = (
@@ -103,11 +101,7 @@ def _cells(c: ClipOrigin) -> list[str]:
 
 def write_clips_csv(path: str | os.PathLike, rows: Iterable[ClipOrigin]) -> None:
     """Write ``rows`` (header first) to ``path`` atomically."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(HEADER)
-    writer.writerows(_cells(c) for c in rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, [HEADER, *(_cells(c) for c in rows)])
 
 
 def read_clips_csv(path: str | os.PathLike) -> list[ClipOrigin]:

@@ -23,7 +23,6 @@ the end. An unreadable recording is reported and skipped; the exit status is the
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import os
 from dataclasses import astuple, fields, replace
@@ -38,7 +37,7 @@ from upcall.audio.clipplan import WINDOW_S, ClipSettings, Planned, Recording, pl
 from upcall.audio.clipscsv import CLIPS_CSV, HARD_NEGATIVE, POSITIVE, ClipOrigin, write_clips_csv
 from upcall.audio.sounds import to_pcm16
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_bytes, atomic_write_text, check_own_dir, mark_own_dir
+from upcall.fsutil import atomic_write_bytes, atomic_write_csv, check_own_dir, mark_own_dir
 from upcall.progress import progress
 
 HELP = "Cut 2-s training clips (Kaggle layout) from long recordings and their Raven tables."
@@ -217,11 +216,10 @@ def make_clips(
         if path.name not in names:
             path.unlink()
     rows = [row for r in kept for row in _origins(r, paired.get(r.path), settings, starts)]
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(
-        [("clip_name", "label"), *((c.clip_name, c.label) for c in rows)]
+    # the Kaggle layout's labels
+    atomic_write_csv(
+        out / "train.csv", [("clip_name", "label"), *((c.clip_name, c.label) for c in rows)]
     )
-    atomic_write_text(out / "train.csv", text.getvalue())  # the Kaggle layout's labels
     write_clips_csv(out / CLIPS_CSV, rows)
     known = {r.path: r for r in recs}
     _summary([known.get(f) or Recording(f, rel, 0.0, None, failed=True) for f, rel in found],

@@ -16,8 +16,6 @@ shows only in their clock times and in recordings.csv; :func:`write_combined` sa
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,7 +24,7 @@ from pathlib import Path
 from upcall.audio.raven import Selection, read_table, write_table
 from upcall.audio.starttime import iso
 from upcall.detect.made import Made
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_csv, atomic_write_text
 from upcall.survey.effort import RecordingEffort, detections_table, write_effort
 
 CSV_COLUMNS = ("recording", "rel", "begin_s", "end_s", "low_hz", "high_hz", "score", "peak_s",
@@ -141,7 +139,7 @@ def write_combined(out: Path, entries: list[Entry]) -> list[str]:
     write_table(out / "detections.txt", rows, scores=True)
     lines = "".join(f"{e.path.resolve()}\n" for e in ordered)
     atomic_write_text(out / SEQUENCE, lines)
-    atomic_write_text(out / "detections.csv", _csv(per_file))
+    atomic_write_csv(out / "detections.csv", [CSV_COLUMNS, *map(_csv_row, per_file)])
     effort = [
         RecordingEffort(
             e.rel.as_posix(),
@@ -157,22 +155,16 @@ def write_combined(out: Path, entries: list[Entry]) -> list[str]:
     return describe(ordered)
 
 
-def _csv(rows: list[tuple[Entry, Selection]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for e, s in rows:
-        w.writerow(
-            [
-                str(e.path.resolve()),
-                e.rel.as_posix(),
-                f"{s.begin_s:.3f}",
-                f"{s.end_s:.3f}",
-                f"{s.low_hz:.1f}",
-                f"{s.high_hz:.1f}",
-                f"{s.score:.6f}" if s.score is not None else "",
-                f"{s.peak_s:.3f}" if s.peak_s is not None else "",
-                iso(s.clock) if s.clock is not None else "",
-            ]
-        )
-    return buf.getvalue()
+def _csv_row(row: tuple[Entry, Selection]) -> list[str]:
+    e, s = row
+    return [
+        str(e.path.resolve()),
+        e.rel.as_posix(),
+        f"{s.begin_s:.3f}",
+        f"{s.end_s:.3f}",
+        f"{s.low_hz:.1f}",
+        f"{s.high_hz:.1f}",
+        f"{s.score:.6f}" if s.score is not None else "",
+        f"{s.peak_s:.3f}" if s.peak_s is not None else "",
+        iso(s.clock) if s.clock is not None else "",
+    ]

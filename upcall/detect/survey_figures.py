@@ -9,8 +9,6 @@ recordings of the same hour count as one hour; else hours from the start of each
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +20,7 @@ import numpy as np
 
 from upcall.audio.raven import Selection
 from upcall.detect.matching import Curve, prf, score
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_csv
 from upcall.survey.effort import read_effort
 
 PER_RECORDING_CSV = "per_recording.csv"
@@ -112,11 +110,7 @@ HEADER = ["recording", "truth", "detections", "tp", "fp", "fn", "precision", "re
 
 
 def write_per_recording(path: str | os.PathLike, rows: list[RecordingFigures]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HEADER)
-    w.writerows(_cells(r) for r in rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, [HEADER, *(_cells(r) for r in rows)])
 
 
 def format_per_recording(rows: list[RecordingFigures]) -> str:

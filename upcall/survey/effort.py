@@ -16,8 +16,6 @@ Columns, in this order (a header row):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from pathlib import Path
 
 from upcall.audio.starttime import iso
 from upcall.errors import UpcallError
-from upcall.fsutil import atomic_write_text, read_csv_rows
+from upcall.fsutil import atomic_write_csv, read_csv_rows
 
 RECORDINGS_CSV = "recordings.csv"
 COLUMNS = ("rel", "path", "start_time", "start_source", "duration_s", "sequence_offset_s")
@@ -62,13 +60,11 @@ def _csv_path(out_dir: str | os.PathLike) -> Path:
 
 def write_effort(out_dir: str | os.PathLike, rows: list[RecordingEffort]) -> Path:
     """Write ``out_dir``/recordings.csv (or the .csv path given) atomically; returns its path."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    cells = [COLUMNS]
     for r in rows:
         if r.start_time is not None and r.start_time.utcoffset() is None:
             raise ValueError(f"{r.rel}: start_time {r.start_time} has no time zone")
-        w.writerow(
+        cells.append(
             [
                 r.rel,
                 r.path,
@@ -79,7 +75,7 @@ def write_effort(out_dir: str | os.PathLike, rows: list[RecordingEffort]) -> Pat
             ]
         )
     path = _csv_path(out_dir)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, cells)
     return path
 
 

@@ -18,8 +18,6 @@ DIR/presence.json (:class:`Presence`, the summary the HTML report shows).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from pathlib import Path
 from upcall import cliargs
 from upcall.audio import raven
 from upcall.errors import BatchReport, UpcallError
-from upcall.fsutil import atomic_write_text
+from upcall.fsutil import atomic_write_csv
 from upcall.jsonfile import JsonFile
 from upcall.survey.effort import RECORDINGS_CSV, detections_table, read_effort
 
@@ -237,21 +235,17 @@ def _minutes(seconds: float | None) -> str:
 
 def write_csv(path: Path, bins: list[Bin], kind: str) -> None:
     """presence.csv: hours (start_utc,date,hour,effort_min,...) or days (date,effort_min,...)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     if kind == "hour":
-        w.writerow(["start_utc", "date", "hour", "effort_min", "detections", "presence"])
-        for b in bins:
-            w.writerow([b.start.isoformat(), b.start.date().isoformat(), b.start.hour,
-                        _minutes(b.effort_s), b.detections, b.presence])  # fmt: skip
+        rows = [["start_utc", "date", "hour", "effort_min", "detections", "presence"]]
+        rows += [[b.start.isoformat(), b.start.date().isoformat(), b.start.hour,
+                  _minutes(b.effort_s), b.detections, b.presence] for b in bins]  # fmt: skip
     else:
-        w.writerow(["date", "effort_min", "hours_with_effort", "detections",
-                    "hours_with_presence", "presence"])  # fmt: skip
-        for b in bins:
-            effort_h = "" if b.hours_with_effort is None else b.hours_with_effort
-            w.writerow([b.start.date().isoformat(), _minutes(b.effort_s), effort_h,
-                        b.detections, b.hours_with_presence, b.presence])  # fmt: skip
-    atomic_write_text(path, buf.getvalue())
+        rows = [["date", "effort_min", "hours_with_effort", "detections",
+                 "hours_with_presence", "presence"]]  # fmt: skip
+        rows += [[b.start.date().isoformat(), _minutes(b.effort_s),
+                  "" if b.hours_with_effort is None else b.hours_with_effort,
+                  b.detections, b.hours_with_presence, b.presence] for b in bins]  # fmt: skip
+    atomic_write_csv(path, rows)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

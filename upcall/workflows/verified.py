@@ -19,8 +19,6 @@ a rerun with others is refused. Every step resumes as ``upcall fit`` does.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +95,7 @@ def merge(data: Path, clips: Path, out: Path) -> int:
     lists made from it stay valid across reruns."""
     from upcall.audio.clipscsv import CLIPS_CSV, read_clips_csv, write_clips_csv
     from upcall.data.traincsv import read_train_csv
-    from upcall.fsutil import atomic_write_text
+    from upcall.fsutil import atomic_write_csv
 
     own = read_train_csv(data / "train.csv")
     added = read_train_csv(clips / "train.csv")
@@ -110,10 +108,8 @@ def merge(data: Path, clips: Path, out: Path) -> int:
     origins = _data_origins(data, own) + read_clips_csv(clips / CLIPS_CSV)
     targets = [data / "train" / c.name for c in own] + [clips / "train" / c.name for c in added]
     _link_all(out / "train", targets)
-    text = io.StringIO()
     rows = [("clip_name", "label"), *((c.name, c.label) for c in [*own, *added])]
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    atomic_write_text(out / "train.csv", text.getvalue())
+    atomic_write_csv(out / "train.csv", rows)
     write_clips_csv(out / CLIPS_CSV, origins)
     return len(own)
 
