@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from upcall.audio.starttime import to_ms
 from upcall.errors import UpcallError
 from upcall.fsutil import atomic_write_text
 
@@ -108,7 +109,7 @@ def clock_cells(clock: datetime) -> tuple[str, str]:
     """(Begin Date, Begin Clock Time) of a timezone-aware time, in its own offset, to the
     millisecond: ``YYYY/MM/DD``, ``HH:MM:SS.sss``; an offset other than UTC follows the time
     (``HH:MM:SS.sss+02:00``) so the cell never reads as another instant."""
-    t = clock + timedelta(microseconds=500)  # round to the millisecond, carrying into the date
+    t = to_ms(clock)  # rounded to the millisecond, carrying into the date
     text = f"{t:%H:%M:%S}.{t.microsecond // 1000:03d}"
     offset = t.utcoffset()
     if offset:

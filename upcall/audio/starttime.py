@@ -373,7 +373,7 @@ def recording_start(
 # ---- writing times -----------------------------------------------------------------------
 
 
-def _to_ms(dt: datetime) -> datetime:
+def to_ms(dt: datetime) -> datetime:
     """``dt`` rounded to the millisecond (so the date and clock written always agree)."""
     if dt.tzinfo is None:
         raise ValueError(f"{dt}: a time without a zone (upcall never guesses one)")
@@ -383,4 +383,4 @@ def _to_ms(dt: datetime) -> datetime:
 
 def iso(dt: datetime) -> str:
     """ISO 8601 to the millisecond with the UTC offset: ``2021-02-01T10:30:00.000+01:00``."""
-    return _to_ms(dt).isoformat(timespec="milliseconds")
+    return to_ms(dt).isoformat(timespec="milliseconds")
