@@ -43,7 +43,6 @@ __all__ = ["Curve", "Evaluation", "curve", "evaluate", "load", "match", "pair", 
 
 HELP = "precision, recall, F1 and AP of detections against a truth selection table"
 _NOUN = {"truth": "truth", "detections": "detection"}
-COMBINED = "detections.txt"  # run.py's combined table beside detect.json: its rows are per-file
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from upcall import cliargs
-from upcall.audio import raven
+from upcall.audio import pairing, raven
 from upcall.errors import BatchReport, UpcallError
 from upcall.fsutil import atomic_write_csv
 from upcall.jsonfile import JsonFile
 from upcall.survey.effort import RECORDINGS_CSV, detections_table, read_effort
 
 HELP = "detections per hour and day against recording effort (UTC): CSV and a diel plot"
-COMBINED = "detections.txt"  # detect's combined table: its rows are the per-file tables' again
 HOUR = timedelta(hours=1)
 
 
@@ -89,35 +88,18 @@ def from_folder(
     return placed
 
 
-def _tables(paths: list[Path]) -> list[Path]:
-    found = []
-    for p in paths:
-        if p.is_file():
-            found.append(p)
-        elif p.is_dir():
-            skip = p / COMBINED if (p / "detect.json").is_file() else None
-            found += [t for t in sorted(p.rglob("*.txt")) if t != skip]
-        else:
-            raise UpcallError(f"{p}: no such file or folder")
-    return found
-
-
 def from_tables(paths: list[Path], *, threshold: float, labels: set[str] | None) -> Placed:
     """Selection tables: times from Begin Date + Begin Clock Time; the effort unknown."""
-    placed, read = Placed("tables"), 0
-    for path in _tables(paths):
-        try:
-            table = raven.read(path)
-        except raven.NotATable:
-            continue  # notes, lists: not selection tables
-        read += 1
+    placed = Placed("tables")
+    # pairing's table discovery: notes and detect's combined table passed over, a folder
+    # without tables or a file that is none an error naming it
+    for path, _ in pairing.find_tables(paths):
+        table = raven.read(path)
         for s in _keep(placed, _rows(table), threshold, labels):
             if s.clock is None:
                 placed.unplaced[str(path)] += 1
             else:
                 placed.times.append(s.clock.astimezone(UTC))
-    if not read:
-        raise UpcallError(f"{', '.join(map(str, paths))}: no selection tables")
     return placed
 
 
