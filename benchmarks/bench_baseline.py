@@ -1,44 +1,74 @@
-"""Speed of ``upcall baseline``: the whole command on N clips, and its template correlation.
+"""Quality and speed of ``upcall baseline``, today's code against revision --rev, in one run.
 
-Prints the median wall and CPU seconds of ``upcall baseline DATA --out JOB`` over --repeats
-fresh runs (lists and spectrograms made first, outside the timing), seconds per 1,000 clips, the
-ratio to the README's budget (6,000 clips in a minute on 2 cores), and, measured in the same run
-on the same images, the ratio of one clip's 24 template correlations as ``match`` computes them
-(one matrix product) to scikit-image's ``match_template`` (one FFT each), the earlier code.
+For each training size N: ``upcall synth`` N hard clips (seed --seed) and ``upcall lists``
+(outside the timings, shared by both versions), then each version's ``upcall baseline`` on
+them and its ``upcall classify`` on --n-test held-out clips of seed --seed + 1000, which no
+version ever trains, tunes or chooses a setting on (the settings were chosen on seed 2000).
+Printed per N and version: held-out AUC, whale recall at 90 % precision, the feature pass's
+seconds (train.log's "features … s": the template bank and every listed clip's features), the
+fit's seconds, the whole command's wall time, and the ratios of the new figures to the old.
+Then one clip's 24 template correlations as ``match`` computes them against scikit-image's
+``match_template``, on the same images.
 
-    nice .venv/bin/python benchmarks/bench_baseline.py --n 6000 --repeats 3
+    nice -n 5 .venv/bin/python benchmarks/bench_baseline.py --sizes 6000,30000 --n-test 10000
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
-import resource
-import shutil
-import statistics
+import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _run import upcall  # benchmarks/_run.py: a real process, timed
+from _run import BASELINE_REV, baseline_upcall, upcall  # benchmarks/_run.py: timed processes
 
 from upcall.classical import features
+from upcall.metrics import auc
 
-BUDGET_S_PER_1000 = 60.0 / 6.0  # the README's "6,000 clips in about a minute"
+
+def held_out(test: Path) -> tuple[list[Path], dict[str, int]]:
+    clips = sorted((test / "test").glob("*.aiff"))
+    with open(test / "test_truth.csv", newline="") as f:
+        truth = {r["clip_name"]: int(r["label"]) for r in csv.DictReader(f)}
+    return clips, truth
 
 
-def command_times(data: Path, repeats: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds (children's user + system) of each fresh ``upcall baseline`` run."""
-    walls, cpus = [], []
-    for k in range(repeats):
-        out = data / f"baseline{k}"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        walls.append(upcall("baseline", data, "--out", out, "--seed", 0))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        shutil.rmtree(out)
-    return walls, cpus
+def recall_at_precision(scores: np.ndarray, labels: np.ndarray, precision: float) -> float:
+    """The largest whale recall at a threshold where precision is at least ``precision``."""
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(labels[order] == 1)
+    prec = hits / np.arange(1, len(order) + 1)
+    ok = prec >= precision
+    return float(hits[ok].max() / max(1, (labels == 1).sum())) if ok.any() else 0.0
+
+
+def one_version(rev: str | None, data: Path, test: Path, work: Path) -> dict[str, float]:
+    """Train and test one version (rev None: this checkout): its figures."""
+    run = upcall if rev is None else (lambda *a: baseline_upcall(rev, *a))
+    job, out = work / "job", work / "scores.csv"
+    wall = run("baseline", data, "--out", job, "--seed", 0)
+    log = (job / "train.log").read_text()
+    feat = re.search(r"features ([\d.]+) s \((\d+) clips\), fit ([\d.]+) s", log)
+    if feat is None:
+        raise SystemExit(f"{job / 'train.log'}: no features line")
+    clips, truth = held_out(test)
+    run("classify", job, *clips, "--csv", out)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    scores = np.array([float(r["whale"]) for r in rows])
+    labels = np.array([truth[Path(r["input"]).name] for r in rows])
+    return {
+        "auc": auc(scores, labels == 1),
+        "recall90": recall_at_precision(scores, labels, 0.9),
+        "features_s": float(feat.group(1)),
+        "clips": int(feat.group(2)),
+        "fit_s": float(feat.group(3)),
+        "wall_s": wall,
+    }
 
 
 def correlation_ratio(rng: np.random.Generator, clips: int = 200) -> tuple[float, float]:
@@ -66,29 +96,41 @@ def correlation_ratio(rng: np.random.Generator, clips: int = 200) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=6000, help="training clips")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="6000,30000", help="training sizes, comma-separated")
+    parser.add_argument("--n-test", type=int, default=10000, help="held-out test clips")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rev", default=BASELINE_REV, help="today's revision to compare with")
+    parser.add_argument("--no-today", action="store_true", help="skip the old version's runs")
     args = parser.parse_args()
 
+    versions = [("new", None)] + ([] if args.no_today else [(f"today ({args.rev})", args.rev)])
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        upcall("synth", data, "--n-train", args.n, "--n-test", 0, "--seed", args.seed)
-        upcall("lists", data)  # makes the spectrograms too: both outside the timing
-        walls, cpus = command_times(data, args.repeats)
+        test = Path(tmp) / "test"
+        upcall("synth", test, "--n-train", 20, "--n-test", args.n_test, "--seed", args.seed + 1000)
+        print(f"held-out: {args.n_test} hard clips (seed {args.seed + 1000}); training seed "
+              f"{args.seed}; machine load (1 min) {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(f"{'N':>6} {'version':<18} {'AUC':>7} {'R@P90':>6} {'features s':>10} "
+              f"{'clips':>6} {'fit s':>7} {'wall s':>7}")  # fmt: skip
+        for n in (int(s) for s in args.sizes.split(",")):
+            data = Path(tmp) / f"data{n}"
+            upcall("synth", data, "--n-train", n, "--n-test", 0, "--seed", args.seed)
+            upcall("lists", data)  # makes the spectrograms too: outside the timings
+            got = {}
+            for name, rev in versions:
+                work = Path(tmp) / f"{name.split()[0]}{n}"
+                work.mkdir()
+                got[name] = r = one_version(rev, data, test, work)
+                print(f"{n:>6} {name:<18} {r['auc']:>7.4f} {r['recall90']:>6.3f} "
+                      f"{r['features_s']:>10.1f} {r['clips']:>6} {r['fit_s']:>7.1f} "
+                      f"{r['wall_s']:>7.1f}", flush=True)  # fmt: skip
+            if len(got) == 2:
+                new, old = got.values()
+                print(f"{n:>6} new / today: AUC {new['auc'] / old['auc']:.3f}, features "
+                      f"{new['features_s'] / old['features_s']:.2f}x the seconds, fit "
+                      f"{new['fit_s'] / old['fit_s']:.2f}x, wall "
+                      f"{new['wall_s'] / old['wall_s']:.2f}x", flush=True)  # fmt: skip
     ours, theirs = correlation_ratio(np.random.default_rng(args.seed))
-
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
-    per_1000 = wall * 1000 / args.n
     print(f"machine load (1 min) at the end: {os.getloadavg()[0]:.2f}")
-    print(
-        f"upcall baseline on {args.n} clips: median {wall:.1f} s wall, {cpu:.1f} s CPU "
-        f"(runs: {', '.join(f'{w:.1f}' for w in walls)} s)"
-    )
-    print(
-        f"{per_1000:.1f} s per 1,000 clips; ratio to the README budget "
-        f"({BUDGET_S_PER_1000:.0f} s per 1,000): {per_1000 / BUDGET_S_PER_1000:.2f}"
-    )
     print(
         f"24 template correlations per clip: {ours * 1e3:.2f} ms (match) vs "
         f"{theirs * 1e3:.2f} ms (skimage match_template): {theirs / ours:.1f}x faster"

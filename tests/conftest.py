@@ -8,6 +8,20 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """upcall's user cache folder (cut ONNX graphs, jobs' ONNX exports) in a fresh folder for
+    the session (the commands the tests start inherit it): never the user's, whose entries
+    another version of the code may have made."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
@@ -35,7 +49,8 @@ def caffe():
 @pytest.fixture(scope="session")
 def tiny_job(tmp_path_factory):
     """test_train's tiny network trained for 6 iterations on the torch engine; shared by the
-    export and detection tests, which only read it."""
+    export and detection tests, which only read it (detection adds its cached ONNX export,
+    JOB/.cache)."""
     from tests.engines.test_train import make_job
     from upcall.engines import get_engine
 

@@ -77,23 +77,50 @@ def test_multipath_adds_delayed_weaker_copies(rng):
         assert np.abs(out[len(sound) :]).max() <= 1.8 * np.abs(sound).max()
 
 
-def test_label_noise_is_a_missed_call_in_a_few_negatives(rng, monkeypatch):
-    calls = []
-    real = sounds.received_call
+def test_label_noise_is_a_missed_call_in_a_few_negatives(rng):
+    truths = [sounds.described_clip(rng, 0)[1] for _ in range(2000)]
+    missed = [t for t in truths if t.call]
+    assert 20 <= len(missed) <= 65 and all(t.missed for t in missed)  # 2 % of 2000 = 40 (sd 6)
+    assert np.median([t.snr_db for t in missed]) < 3  # faint: the analyst did not see them
+    easy = [sounds.described_clip(rng, 0, difficulty="easy")[1] for _ in range(200)]
+    labelled = [sounds.described_clip(rng, 1)[1] for _ in range(200)]
+    assert not any(t.call for t in easy)  # easy data has none
+    assert all(t.call and not t.missed for t in labelled)  # a positive holds one labelled call
 
-    def counted(*args, missed=False):
-        calls.append(missed)
-        return real(*args, missed=missed)
 
-    monkeypatch.setattr(sounds, "received_call", counted)
-    for _ in range(2000):
-        sounds.clip(rng, 0)
-    assert 20 <= len(calls) <= 65 and all(calls)  # 2 % of 2000 = 40 (sd 6)
-    calls.clear()
-    for _ in range(200):
-        sounds.clip(rng, 0, difficulty="easy")
-        sounds.clip(rng, 1)
-    assert calls == [False] * 200  # easy data has none; a positive holds one labelled call
+def test_hard_clips_keep_their_samples():
+    """The hard clips of generator 2, bit for bit (hash of the samples before described_clip)."""
+    x = np.stack([sounds.clip(synth.clip_rng(11, "train", i), i % 2) for i in range(1, 401)])
+    digest = "490831b0286b534f93284978962ea28abde4fea7e137b5023b41b961c6e53066"
+    assert hashlib.sha256(x.tobytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_described_clip_draws_what_clip_draws(difficulty):
+    for seed in range(150):
+        for label in (0, 1):
+            a, b = np.random.default_rng([seed, label]), np.random.default_rng([seed, label])
+            x, truth = sounds.described_clip(a, label, difficulty=difficulty)
+            assert x.tobytes() == sounds.clip(b, label, difficulty=difficulty).tobytes()
+            assert a.random() == b.random()  # and leaves the generator where clip does
+            assert truth.label == label and truth.call == (label == 1 or truth.missed)
+
+
+def test_described_clip_says_where_the_call_is(rng):
+    for _ in range(100):
+        x, truth = sounds.described_clip(rng, 1)
+        n = len(truth.direct)
+        inside = min(truth.onset + n, len(x)) - max(truth.onset, 0)
+        assert 0.5 * 2000 <= n <= 1.5 * 2000 and inside >= 0.6 * n - 2
+        assert 50 - 12 <= truth.low_hz < truth.high_hz <= 250 and np.isfinite(truth.snr_db)
+        assert truth.confounder in ("", *sounds.CONFOUNDERS)
+    loud = []  # a clear call: the clip correlates with its direct path where the truth says
+    while len(loud) < 10:
+        x, truth = sounds.described_clip(rng, 1)
+        if truth.snr_db > 15 and 0 <= truth.onset <= len(x) - len(truth.direct):
+            part = x[truth.onset : truth.onset + len(truth.direct)]
+            loud.append(np.dot(part, truth.direct) / np.dot(truth.direct, truth.direct))
+    assert 0.5 < np.median(loud) < 1.5  # the clip holds the call at the stated level
 
 
 def test_unknown_difficulty_names_the_choices():

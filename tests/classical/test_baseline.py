@@ -164,6 +164,21 @@ def test_a_model_from_another_scikit_learn_is_a_one_line_error(job, tmp_path):
     assert JobConfig.read(copy).network_source["sklearn"] in message
 
 
+def test_a_job_of_the_older_features_is_a_one_line_error_naming_the_rerun(job, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(job, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["network_source"]["features"]["version"]  # as the first version wrote it
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UpcallError) as e:
+        ClassicalModel.load(copy)
+    message = str(e.value)
+    assert "\n" not in message and "version 1" in message and "upcall baseline" in message
+
+
 def test_template_correlation_is_skimages_match_template(easy):
     """One matrix product for all templates gives match_template's maxima and positions,
     including its zero where a window is flat (a constant patch of the image)."""

@@ -135,3 +135,86 @@ def test_onnx_export_scores_fully_convolutionally_as_the_job(fine_job, easy_reco
     assert rows[0] and [(r.begin_s, r.end_s) for r in rows[0]] == [
         (r.begin_s, r.end_s) for r in rows[1]
     ]
+
+
+def test_a_job_detects_through_its_cached_onnx_export(fine_job, easy_recording, tmp_path):
+    """`upcall detect JOB` exports the net once (JOB/.cache), then runs it on ONNX Runtime with
+    neither torch nor the onnx package (a fresh interpreter where they cannot load), gives the
+    tables of the first run, and records the backend and each stage's seconds; `--backend
+    torch` still runs the torch engine's pass, with scores within 1e-5."""
+    import json
+    import os
+
+    from tests.test_layering import block_torch
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run(name, *flags, blocked=None):
+        done = subprocess.run(
+            [sys.executable, "-m", "upcall", "detect", str(fine_job), str(easy_recording),
+             "--out", str(tmp_path / name), "--threshold", "0.3", "--scores", *flags],
+            capture_output=True, text=True, env={**env, **(blocked or {})},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return tmp_path / name
+
+    first = run("first")
+    (cached,) = (fine_job / ".cache").glob("detect-*.onnx")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "onnx.py").write_text("raise ImportError('onnx is not installed here')\n")
+    again = run("again", blocked=block_torch(blocker))
+    for f in ("rec.wav.detections.txt", "rec.wav.scores.csv"):
+        assert (first / f).read_bytes() == (again / f).read_bytes()
+    settings = json.loads((again / "detect.json").read_text())
+    assert settings["backend"] == "onnx" and str(cached) in settings["note"]
+    assert {"read", "spectrogram", "network", "events", "boxes", "table"} <= set(settings["stages"])
+    torch_out = run("torch", "--backend", "torch")
+    assert DetectSettings.require(torch_out).backend == "torch"
+    assert DetectSettings.require(torch_out).scoring == "fully-convolutional"
+
+    def scores(out):
+        return np.loadtxt(out / "rec.wav.scores.csv", delimiter=",", skiprows=1)[:, 1]
+
+    assert np.abs(scores(first) - scores(torch_out)).max() <= 1e-5
+
+
+def test_one_spectrogram_gives_the_band_power_of_two(rng):
+    """The fully convolutional pass takes the band power from the fine spectrogram's columns:
+    the same numbers as the span's own hop-128 spectrogram, bit for bit."""
+    import threading
+
+    from upcall.audio.stream import Span
+    from upcall.data.spectrogram import compute_batch
+    from upcall.detect.score import Prepared, Stages, scored
+
+    class Fine:  # what prepare() needs of a Scorer on a fine-mode job
+        spec = type("Spec", (), {"spectrogram_mode": "fine"})()
+        sliding = type("Sliding", (), {"stride": 8})()
+
+    x = rng.normal(size=(63 * 1024 + 4000)) * 0.1
+    span = Span(5, 64, x)
+    prepared = Scorer.prepare(Fine(), span, 1024)
+    assert np.array_equal(prepared.band_power, span_band_power(span, 1024))
+    fine = compute_batch(x[None], mode="fine")
+    assert np.array_equal(prepared.image, fine[0])
+
+    # the reading thread: errors reach the scoring thread, and it ends with the iteration
+    class Echo:
+        def prepare(self, span, step):
+            return Prepared(span, None, None)
+
+        def finish(self, prepared, step):
+            assert threading.current_thread() is threading.main_thread()
+            return prepared.span.start
+
+    def spans():
+        yield span
+        raise ValueError("bad block")
+
+    stages = Stages()
+    out = scored(Echo(), spans(), 1024, stages)
+    assert next(out) == 5
+    with pytest.raises(ValueError, match="bad block"):
+        next(out)
+    assert stages["read"] >= 0 and "spectrogram" in stages

@@ -206,3 +206,25 @@ def test_a_long_file_shows_its_progress_as_it_is_scored(job, tmp_path, monkeypat
     assert lines[0].startswith("long.wav: 86% (258/300 audio seconds), audio 0.07 h, speed ")
     assert "× real time" in lines[0]
     assert lines[-1].startswith("long.wav: 300/300 audio seconds done in ")
+
+
+def test_timings_and_backend_torch_leave_the_settings_digest_as_before():
+    """detect.json's stages and note are no settings, and backend "torch" (ONNX Runtime for an
+    exported .onnx model) was the only one before it was recorded: tables of earlier runs are
+    kept on a rerun with those settings."""
+    import hashlib
+    import json
+
+    from upcall.detect.made import settings_digest
+
+    s = DetectSettings("m", "w", 0.5, 0.5, 0, 1, "fully-convolutional", "abc")
+    old = {k: v for k, v in s.to_json().items() if k not in ("backend", "note", "stages")}
+    before = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    from dataclasses import replace
+
+    timed = replace(s, note="n", stages={"network": 1.0})
+    assert settings_digest(s) == settings_digest(timed) == before and timed == s
+    assert settings_digest(replace(s, backend="onnx")) != before
+    # an exported .onnx model ran on ONNX Runtime before too: its old tables are kept
+    x = replace(s, model="/m/model.onnx", weights="/m/model.onnx")
+    assert settings_digest(replace(x, backend="onnx")) == settings_digest(x)

@@ -39,6 +39,10 @@ template matching + boosting scores on the real Cornell buoy data (0.935):
   contour. Contours vary: accelerating (J-shaped, c > 1) and decelerating (c < 1) sweeps, a
   small initial dip (3–12 Hz) in a third of the calls, weaker harmonics (0.02–0.2). The sea is
   busier: hard negatives in 90 % of negatives and 50 % of positives.
+
+:func:`described_clip` makes the same clip from the same draws and says what is in it (the
+call, its band SNR, onset and direct-path waveform, a missed call, the hard negative): the
+truth that ``benchmarks/ceilings.py`` scores oracles and a matched filter with.
 """
 
 from __future__ import annotations
@@ -213,14 +217,27 @@ def received_call(
     missed: bool = False,
 ) -> tuple[np.ndarray, float, float, int]:
     """An up-call as the buoy hears it: (samples, low Hz, high Hz, direct-path samples)."""
+    sound, lo, hi, direct, _ = described_call(rng, ambient, rate, difficulty, missed=missed)
+    return sound, lo, hi, len(direct)
+
+
+def described_call(
+    rng: np.random.Generator,
+    ambient: Ambient,
+    rate: float,
+    difficulty: Difficulty | str,
+    *,
+    missed: bool = False,
+) -> tuple[np.ndarray, float, float, np.ndarray, float]:
+    """:func:`received_call` (the same draws) with the direct-path call itself (at the level
+    received, before any echoes) instead of its length, and its band SNR in dB."""
     d = get_difficulty(difficulty)
     sound, lo, hi = upcall(rng, rate, d)
     snr = d.missed_snr_db(rng) if missed else d.call_snr_db(rng)
-    direct = len(sound)
-    sound = sound * call_gain(ambient, lo, hi, rate, snr)
+    direct = sound = sound * call_gain(ambient, lo, hi, rate, snr)
     if d.p_echo and rng.random() < d.p_echo:
         sound = multipath(rng, sound, rate)
-    return sound, lo, hi, direct
+    return sound, lo, hi, direct, float(snr)
 
 
 CONFOUNDERS = ("downsweep", "moan", "short", "high", "humpback")
@@ -285,6 +302,22 @@ def call_gain(ambient: Ambient, lo: float, hi: float, rate: float, snr_db: float
 # --- one clip ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ClipTruth:
+    """What :func:`described_clip` put in one clip. Levels are as in the returned samples."""
+
+    label: int
+    call: bool  # an up-call is in the clip: the labelled one, or one the analyst missed
+    missed: bool  # that call is label noise (label 0)
+    snr_db: float  # the call's band SNR (nan without one)
+    low_hz: float  # the call's fundamental: lowest and highest frequency (nan without one)
+    high_hz: float
+    onset: int  # sample where its direct path starts (negative: cut by the clip's start)
+    direct: np.ndarray  # the direct-path call, without echoes (empty without one)
+    confounder: str  # the hard negative's kind (a name in CONFOUNDERS), "" without one
+    scale: float  # the factor that brought the mixture to its peak level
+
+
 def clip(
     rng: np.random.Generator,
     label: int,
@@ -294,6 +327,18 @@ def clip(
     difficulty: Difficulty | str = "hard",
 ) -> np.ndarray:
     """One clip as floats in [-1, 1] (peak at a random level); labelled up-call iff ``label``."""
+    return described_clip(rng, label, rate=rate, seconds=seconds, difficulty=difficulty)[0]
+
+
+def described_clip(
+    rng: np.random.Generator,
+    label: int,
+    *,
+    rate: float = RATE,
+    seconds: float = CLIP_SECONDS,
+    difficulty: Difficulty | str = "hard",
+) -> tuple[np.ndarray, ClipTruth]:
+    """:func:`clip` (the same draws, the same samples) and what is in it."""
     d = get_difficulty(difficulty)
     n = round(rate * seconds)
     ambient = Ambient.random(rng)
@@ -307,15 +352,34 @@ def clip(
     if rng.random() < P_CLICKS:
         for _ in range(rng.integers(1, 7)):
             add_at(x, transient(rng, rate, noise_rms), int(rng.uniform(-0.1, seconds) * rate))
+    kind = ""
     if rng.random() < d.p_confounder[label]:
-        sound = confounder(rng, rate)
+        sound, kind, _, _ = described_confounder(rng, rate)
         sound *= call_gain(ambient, 50.0, 250.0, rate, d.call_snr_db(rng))
         add_at(x, sound, int(rng.uniform(-0.2, seconds - 0.8 * len(sound) / rate) * rate))
+    missed = False
+    lo = hi = snr = np.nan
+    onset, direct = 0, np.zeros(0)
     if label or (d.p_missed and rng.random() < d.p_missed):
-        sound, _, _, direct = received_call(rng, ambient, rate, d, missed=not label)
-        add_at(x, sound, call_onset(rng, direct / rate, seconds, rate, d))
+        missed = not label
+        sound, lo, hi, direct, snr = described_call(rng, ambient, rate, d, missed=missed)
+        onset = call_onset(rng, len(direct) / rate, seconds, rate, d)
+        add_at(x, sound, onset)
     peak = np.exp(rng.uniform(*np.log(PEAK_RANGE)))
-    return x * (peak / np.abs(x).max())
+    scale = peak / np.abs(x).max()
+    truth = ClipTruth(
+        label=int(label),
+        call=len(direct) > 0,
+        missed=missed,
+        snr_db=float(snr),
+        low_hz=float(lo),
+        high_hz=float(hi),
+        onset=onset,
+        direct=direct * scale,
+        confounder=kind,
+        scale=float(scale),
+    )
+    return x * scale, truth
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:

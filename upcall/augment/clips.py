@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import hilbert
 
 from upcall.errors import UpcallError
 
@@ -90,6 +89,8 @@ def frequency_shift(x: np.ndarray, hz: float) -> np.ndarray:
     if hz == 0:
         return x
     t = np.arange(len(x)) / SAMPLE_RATE
+    from scipy.signal import hilbert  # slow to import (~0.5 s); only this shift needs it
+
     return np.real(hilbert(x) * np.exp(2j * np.pi * hz * t))
 
 

@@ -5,8 +5,11 @@
       → contrast enhancement: clip to mean ± k·std, then subtract the local mean with an inner
         exclusion window, once along time (image "H") and once along frequency (image "V")
       → features: per template of the bank, the maximum normalised cross-correlation
-        (``skimage.feature.match_template``) on H and on V and where it is (row, column);
-        per-row time statistics of H in the up-call band; high-frequency "click" statistics
+        (``skimage.feature.match_template``'s, :mod:`upcall.classical.correlate`) on H and on V
+        and where it is (row, column);
+        per-row time statistics of H in the up-call band; high-frequency "click" statistics;
+        and the median-normalised image's statistics and up-sweep kernel matches
+        (:mod:`upcall.classical.shapes`)
 
 Every step works on one clip at a time, so a clip's features never depend on which other clips
 were computed with it (training, validation and ``upcall classify`` give the same numbers).
@@ -18,19 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from upcall.classical.correlate import match
+from upcall.classical.shapes import BIN_HZ, HOP, NFFT, RATE, shape_feature_names, shape_features
+
 # The exclusion-window mean is the enhanced spectrogram mode's; one definition serves both.
 from upcall.data.spectrogram import _background, as_full_scale
 
-RATE = 2000
-NFFT = 256
-HOP = 64  # the winners' noverlap 192: a finer time grid than the tutorial's hop of 128
-BIN_HZ = RATE / NFFT  # 7.8125 Hz per row
+__all__ = ["BIN_HZ", "HOP", "NFFT", "RATE", "match"]  # match: templates' and the benchmark's
+
+FEATURES_VERSION = 2  # 2: the median-normalised image's features (shapes) added; 1 before
 
 
 @dataclass(frozen=True)
 class FeatureSettings:
     """How the images and features are made; saved in config.json, so classify redoes them."""
 
+    version: int = FEATURES_VERSION  # which features: a job of another version is refused
     clip_std: float = 1.5  # the winners' k: clip to mean ± k·std before the local means
     time_window: tuple[int, int] = (3, 31)  # (inner, outer) frames of the along-time mean (H)
     freq_window: tuple[int, int] = (3, 63)  # (inner, outer) rows of the along-frequency mean (V)
@@ -117,36 +123,6 @@ def click_statistics(db: np.ndarray, v: np.ndarray, s: FeatureSettings) -> np.nd
     )
 
 
-def match(image: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """Max normalised cross-correlation of each template on ``image`` and its (row, column).
-
-    ``templates`` is (K, h, w); returns float32 (K, 3). Positions are those of the template's
-    top-left corner, as ``skimage.feature.match_template`` gives them without padding; the
-    correlation is its formula (zero where a window is flat), computed for all K templates in
-    one matrix product over the image's windows. A clip's 24 matches (12 templates on H and on
-    V) cost 1.6 ms of CPU where 24 ``match_template`` calls (an FFT each) cost 11.6 ms, and the
-    maxima agree within 1e-5 (tests/classical/test_baseline.py). Run it under :func:`one_thread`.
-    """
-    k, h, w = templates.shape
-    n = h * w
-    x = image.astype(np.float64)
-    rows, cols = x.shape[0] - h + 1, x.shape[1] - w + 1
-    windows = np.lib.stride_tricks.sliding_window_view(x, (h, w)).reshape(rows * cols, n)
-    t = templates.reshape(k, n).astype(np.float64)
-    centred = t - t.mean(axis=1, keepdims=True)
-    numerator = windows @ centred.T  # (P, K): a window's mean cancels against a centred template
-    sums, squares = _window_sums(x, h, w), _window_sums(x * x, h, w)
-    spread = np.maximum(squares - sums * sums / n, 0.0)  # n × each window's variance
-    denominator = np.sqrt(spread[:, None] * (centred * centred).sum(axis=1)[None, :])
-    flat = denominator <= np.finfo(np.float32).eps  # match_template's zero-division rule
-    ncc = np.where(flat, 0.0, numerator / np.where(flat, 1.0, denominator))
-    best = np.argmax(ncc, axis=0)  # (K,): the first maximum in row-major order, as argmax's
-    out = np.empty((k, 3), np.float32)
-    out[:, 0] = ncc[best, np.arange(k)]
-    out[:, 1], out[:, 2] = np.divmod(best, cols)
-    return out
-
-
 def one_thread():
     """A context in which BLAS and OpenMP use one thread (threadpoolctl, scikit-learn's own).
 
@@ -161,13 +137,6 @@ def one_thread():
     return threadpool_limits(limits=1)
 
 
-def _window_sums(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The sum of every h×w window of ``x`` (row-major, flattened), from an integral image."""
-    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
-    c[1:, 1:] = x.cumsum(axis=0).cumsum(axis=1)
-    return (c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]).ravel()
-
-
 def clip_features(samples: np.ndarray, bank: np.ndarray, s: FeatureSettings) -> np.ndarray:
     """All features of one clip: float32 (feature_count(K),) for a bank (K, 2, h, w) of
     templates cut from H (index 0) and V (index 1)."""
@@ -179,6 +148,7 @@ def clip_features(samples: np.ndarray, bank: np.ndarray, s: FeatureSettings) -> 
             match(v, bank[:, 1]).ravel(),
             row_statistics(h),
             click_statistics(db, v, s),
+            shape_features(db),
         ]
     )
 
@@ -198,4 +168,4 @@ def feature_names(templates: int, s: FeatureSettings) -> list[str]:
         "band_over_high",
         "band_std",
     ]
-    return names
+    return names + shape_feature_names()

@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from upcall.audio.clip import AUDIO_SUFFIXES, read_clip
-from upcall.classical.features import FeatureSettings, clip_features, one_thread
+from upcall.classical.features import (
+    FEATURES_VERSION,
+    FeatureSettings,
+    clip_features,
+    one_thread,
+)
 from upcall.data.listsfolder import LABELS
 from upcall.data.pngroot import ReadOptions
 from upcall.errors import BatchReport, UpcallError
@@ -123,6 +128,13 @@ class ClassicalModel:
         for name in (TEMPLATES, MODEL):
             if not (job / name).is_file():
                 raise UpcallError(f"{job / name}: not found (has `upcall baseline` finished?)")
+        made = config.network_source.get("features", {}).get("version", 1)
+        if made != FEATURES_VERSION:
+            raise UpcallError(
+                f"{job}: made by an older `upcall baseline` (features version {made}, this one "
+                f"computes version {FEATURES_VERSION}); refit it with `upcall baseline DATA "
+                f"--out {job} --force`"
+            )
         try:
             bank = np.load(job / TEMPLATES, allow_pickle=False)
             classifier = pickle.loads((job / MODEL).read_bytes())

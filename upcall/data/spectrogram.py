@@ -63,7 +63,13 @@ def frames(n: int, hop: int = STEP) -> int:
 
 
 def power_spectrogram(
-    x: np.ndarray, *, fs: float, exact: bool, hop: int = STEP
+    x: np.ndarray,
+    *,
+    fs: float,
+    exact: bool,
+    hop: int = STEP,
+    rows: int = HEIGHT,
+    time_major: bool = False,
 ) -> np.ndarray:
     """One-sided PSD of each clip, as ``matplotlib.mlab.specgram`` computes it.
 
@@ -73,7 +79,9 @@ def power_spectrogram(
     ``exact=True`` repeats mlab's floating-point operations so the result is bit-identical;
     ``exact=False`` uses the real FFT (2-3× faster, differs in the last bits).
 
-    Returns float64 (N, HEIGHT, frames(n, hop)) for x of shape (N, n).
+    Returns float64 (N, HEIGHT, frames(n, hop)) for x of shape (N, n); only the lowest ``rows``
+    bins when given (the same numbers as slicing the whole result), and (N, frames, rows) with
+    ``time_major`` (the layout the FFT makes: no transposed copy).
     """
     window = np.hanning(NFFT)
     segments = np.lib.stride_tricks.sliding_window_view(x, NFFT, axis=-1)[:, ::hop]
@@ -81,17 +89,18 @@ def power_spectrogram(
     if exact:
         # mlab takes the complex FFT and multiplies conj(X) * X in complex arithmetic; the real
         # part of that product is not bit-equal to re² + im², so we do the same.
-        spec = np.fft.fft(segments, axis=-1)[..., :HEIGHT]
+        spec = np.fft.fft(segments, axis=-1)[..., :rows]
         power = (np.conj(spec) * spec).real.copy()
     else:
-        spec = np.fft.rfft(segments, axis=-1)
+        spec = np.fft.rfft(segments, axis=-1)[..., :rows]
         power = spec.real**2 + spec.imag**2
-    power[..., 1:-1] *= 2.0  # fold in the negative frequencies (all but DC and Nyquist)
+    # fold in the negative frequencies (all but DC and Nyquist)
+    power[..., 1 : min(rows, HEIGHT - 1)] *= 2.0
     # mlab divides the complex array by fs and by sum(w²); NumPy's complex division by a real
     # number multiplies by its reciprocal, so these products match it bit for bit.
     power *= 1.0 / fs
     power *= 1.0 / (window**2).sum()
-    return power.transpose(0, 2, 1)  # (N, F, T)
+    return power if time_major else power.transpose(0, 2, 1)  # (N, F, T)
 
 
 def bytescale(images: np.ndarray) -> np.ndarray:
@@ -163,12 +172,27 @@ class FineMode:
     range_db: tuple[float, float] = (-6.0, 30.0)  # dB above the column's median → grey 0..255
 
     def images(self, x: np.ndarray) -> np.ndarray:
-        power = power_spectrogram(x, fs=float(SAMPLE_RATE), exact=False, hop=self.hop)
-        db = 10.0 * np.log10(np.maximum(power[:, : self.rows], 10.0 ** (self.floor_db / 10.0)))
-        db -= np.median(db, axis=1, keepdims=True)  # (N, 1, T): each column's broadband level
+        return self.grey(self.power(x))
+
+    def power(self, x: np.ndarray) -> np.ndarray:
+        """float64 (N, n) → the PSD of the kept rows, time-major: float64 (N, frames, rows)."""
+        return power_spectrogram(
+            x, fs=float(SAMPLE_RATE), exact=False, hop=self.hop, rows=self.rows, time_major=True
+        )
+
+    def grey(self, power: np.ndarray) -> np.ndarray:
+        """:meth:`power`'s output → uint8 (N, rows, frames); ``power`` is overwritten (a
+        detector takes what else it needs from it first)."""
+        db = np.maximum(power, 10.0 ** (self.floor_db / 10.0), out=power)
+        np.log10(db, out=db)
+        db *= 10.0
+        db -= np.median(db, axis=2, keepdims=True)  # (N, T, 1): each column's broadband level
         lo, hi = self.range_db
-        grey = (db - lo) * (255.0 / (hi - lo)) + 0.5
-        return np.clip(grey, 0, 255).astype(np.uint8)
+        db -= lo
+        db *= 255.0 / (hi - lo)
+        db += 0.5
+        np.clip(db, 0, 255, out=db)
+        return db.astype(np.uint8).transpose(0, 2, 1)
 
 
 def _background(db: np.ndarray, *, axis: int, window: tuple[int, int]) -> np.ndarray:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from upcall.errors import UpcallError
 from upcall.jsonfile import JsonFile
@@ -44,6 +45,16 @@ class DetectSettings(JsonFile):
     # "tight": boxes bound the call (upcall.detect.boxes); tables of earlier runs, made without
     # this key, spanned the windows that fired and are made again
     boxes: str = "tight"
+    # what ran the net: "torch" (a job's, in runs before it was recorded), "onnx" (ONNX Runtime,
+    # on an exported model, as always, or on a job's cached export), "caffe"
+    backend: str = "torch"
+    # not settings (left out of comparisons and the digest): how the net was run, when torch
+    # stood in for ONNX Runtime, and the last run's seconds per stage (read, spectrogram,
+    # network, events, boxes, writing, ...: summed over its recordings and processes)
+    note: str = field(default="", compare=False)
+    stages: dict[str, float] | None = field(default=None, compare=False)
+
+    UNHASHED: ClassVar[tuple[str, ...]] = ("note", "stages")
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,16 @@ def stamp(path: Path) -> RecordingStamp:
 
 
 def settings_digest(settings: JsonFile) -> str:
-    return hashlib.sha256(json.dumps(settings.to_json(), sort_keys=True).encode()).hexdigest()
+    """What a table's record names: the settings, less what is no setting (:data:`UNHASHED`);
+    the backend is left out where runs before it was recorded used it too (torch; ONNX Runtime
+    for an exported .onnx model, the only one that runs it), so their tables are kept."""
+    value = settings.to_json()
+    for key in getattr(settings, "UNHASHED", ()):
+        value.pop(key, None)
+    onnx_file = str(value.get("model", "")).lower().endswith(".onnx")
+    if value.get("backend") == "torch" or onnx_file:
+        value.pop("backend", None)
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def record_path(out: Path, rel: Path) -> Path:

@@ -19,7 +19,9 @@ start is known (``--start-times``, the file's metadata or its name:
 
 Windows are scored one by one, or with one pass of the network over each batch of windows'
 audio where the spectrogram mode and the net allow it (see :mod:`upcall.detect.score`;
-detect.json's ``scoring`` says which). Unreadable files, and paths a Raven table cannot hold
+detect.json's ``scoring`` says which), by ONNX Runtime (a job folder's net exported once and
+cached: :mod:`upcall.export.cached`) or, with ``--backend torch``, the torch engine; detect.json
+also records each stage's seconds. Unreadable files, and paths a Raven table cannot hold
 (tabs, newlines), are reported, skipped, and make the exit status non-zero.
 """
 
@@ -39,6 +41,7 @@ from upcall.errors import BatchReport, UpcallError
 
 __all__ = ["DetectSettings", "detect", "detect_file"]  # detect_file: the tests' way in
 
+BACKENDS = ("onnx", "torch")  # --backend
 HELP = "detect up-calls in long recordings with a trained job; Raven selection tables out"
 
 
@@ -46,10 +49,13 @@ def note_settings(out: Path, settings: DetectSettings) -> None:
     """Write detect.json; say so when the last run in ``out`` had other settings (its tables
     are then made again, as their records no longer match)."""
     old = DetectSettings.read(out)
-    if old is not None and old != settings:
+    if old is not None and settings_digest(old) != settings_digest(settings):
+        hint = ""
+        if old.backend in BACKENDS and replace(old, backend=settings.backend) == settings:
+            hint = f" (it ran the net on {old.backend}: --backend {old.backend} keeps its tables)"
         print(
             f"{out / DetectSettings.FILE}: the last run used another model or settings; "
-            "its tables are made again",
+            f"its tables are made again{hint}",
             file=sys.stderr,
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,7 @@ def detect(
     ray: str | None = None,
     per_window: bool = False,
     start_times: Path | None = None,
+    backend: str = "onnx",
 ) -> BatchReport:
     """Run detection over ``inputs`` into ``out``; returns the (unfinished) report.
 
@@ -85,6 +92,8 @@ def detect(
     cluster (HOST:PORT) that does the per-file work instead of local processes.
     ``per_window``: score each window on its own even where one pass over a block could.
     ``start_times``: a CSV of the recordings' absolute starts (file,start[,site]).
+    ``backend``: "onnx" (ONNX Runtime; a job folder's net is exported once and cached, torch is
+    the fallback for a net that cannot be) or "torch" (a job's net run by the torch engine).
     """
     from upcall.audio.starttime import read_start_times
 
@@ -96,6 +105,8 @@ def detect(
         raise UpcallError(f"--smoothing must be at least 1 window (1: none), got {smoothing}")
     if workers < 1:
         raise UpcallError(f"--workers must be at least 1, got {workers}")
+    if backend not in BACKENDS:
+        raise UpcallError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     times = read_start_times(start_times) if start_times is not None else None
     if times is not None and (note := times.note()):
         print(note, file=sys.stderr)
@@ -103,9 +114,12 @@ def detect(
     weights, model_hash = model_weights(job)
     files = stream.find_recordings(inputs)
     # the model is loaded here too: how windows are scored, and the step, depend on its net
-    choice = init(str(job), None, model_hash).choose(
-        round(step_s * stream.RATE), per_window=per_window
-    )
+    loading = time.perf_counter()
+    scorer = init(str(job), None, model_hash, backend)
+    stages = {"model": time.perf_counter() - loading}
+    choice = scorer.choose(round(step_s * stream.RATE), per_window=per_window)
+    if scorer.note:
+        print(f"network: {scorer.note}", file=sys.stderr)
     print(choice.note, file=sys.stderr)
     settings = DetectSettings(
         str(job),
@@ -116,6 +130,8 @@ def detect(
         smoothing,
         choice.scoring,
         model_hash,
+        backend=scorer.model.backend,
+        note=scorer.note,
     )
     note_settings(out, settings)
     digest = settings_digest(settings)
@@ -150,6 +166,8 @@ def detect(
     clock, audio_s = time.perf_counter(), 0.0
     for n, result in enumerate(_results(job, items, workers, ray), start=1):
         report.record(result.path, result.problem)
+        for name, took in (result.stages or {}).items():
+            stages[name] = stages.get(name, 0.0) + took
         if result.problem is None:
             finished[result.path] = result.seconds
         audio_s += result.seconds
@@ -167,8 +185,11 @@ def detect(
         for path, rel in files
         if str(path) in finished
     ]
+    writing = time.perf_counter()
     for line in write_combined(out, entries):
         print(line, file=sys.stderr)
+    stages["combined tables"] = time.perf_counter() - writing
+    replace(settings, stages={k: round(v, 3) for k, v in stages.items()}).write(out)
     return report
 
 
@@ -216,7 +237,7 @@ def model_weights(model: Path) -> tuple[str, str]:
 def _results(job: Path, items: list[Item], workers: int, ray: str | None = None):
     if not items:
         return
-    digest = items[0].settings.model_sha256
+    digest, backend = items[0].settings.model_sha256, items[0].settings.backend
     if ray is not None:
         from upcall.detect.cluster import ray_results
 
@@ -228,7 +249,7 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     # more than the cores only contend (64 workers on two files ran at 22× instead of 490×)
     workers = cap_workers(workers, len(items))
     if workers <= 1:  # one file at a time in this process: a long one shows its progress
-        init(str(job), None, digest)
+        init(str(job), None, digest, backend)
         yield from (work(replace(item, show=True)) for item in items)
         return
     # each worker's share of the cores: N workers with every core each oversubscribe them
@@ -237,7 +258,7 @@ def _results(job: Path, items: list[Item], workers: int, ray: str | None = None)
     print(f"{workers} worker processes, {threads} thread(s) each", file=sys.stderr)
     # process_pool: upcall's one start method (never a fork of this process, which has run
     # torch); the workers die with this process, and stop at once when it is stopped
-    args = (str(job), threads, digest)
+    args = (str(job), threads, digest, backend)
     # the model's module (torch) loaded once, by the forkserver, not by each worker
     with process_pool(workers, init=init, initargs=args, preload=["upcall.detect.score"]) as pool:
         yield from pool.map(work, items)
@@ -294,6 +315,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"Begin Clock Time. {PATTERNS_HELP}",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="onnx",
+        help="what runs the network: onnx (ONNX Runtime; a job folder's net is exported to "
+        "ONNX once and cached in JOB/.cache, so a job and its export give the same detections; "
+        "torch where the net cannot be exported) or torch (the job's net in the torch engine)",
+    )
+    parser.add_argument(
         "--per-window",
         action="store_true",
         help="compute each window's spectrogram and network pass on its own, even where one "
@@ -315,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
         ray=args.ray,
         per_window=args.per_window,
         start_times=args.start_times,
+        backend=args.backend,
     )
     report.finish()
     return 0

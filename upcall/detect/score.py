@@ -12,11 +12,19 @@ Two ways, chosen per model (:meth:`Scorer.choose`):
   the onnx one on the same nets' exports, so a job and its export give the same detections),
   the spectrogram of a batch of windows' audio is computed once and the network's trunk runs
   once over it. Window positions are then multiples of the trunk's stride (hop × the product
-  of the strides along time), so the step is rounded to one.
+  of the strides along time), so the step is rounded to one. The windows' band power comes from
+  the same spectrogram's columns (the same numbers as a spectrogram of their own).
+
+:func:`scored` reads, decodes and makes the spectrograms of the next span in a background
+thread while the network scores this one, and times each stage.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +32,9 @@ import numpy as np
 
 from upcall.audio.stream import WINDOW, Span
 from upcall.data import spectrogram
+from upcall.errors import UpcallError
 from upcall.inference import Model, load_model
+from upcall.inference.model import NetModel
 from upcall.inference.predict import Sliding
 
 RATE = spectrogram.SAMPLE_RATE
@@ -61,7 +71,9 @@ class Scorer:
     ``model``: what :func:`upcall.inference.load_model` opens: a job folder, a .onnx file from
     ``upcall export`` (run by ONNX Runtime, torch never imported; its metadata holds the input
     spec), a Caffe export or a DIGITS download. ``threads``: CPU threads for the network (None:
-    every core).
+    every core). ``backend``: what runs a deploy net (torch, caffe), or ``onnx``: ONNX Runtime on
+    the net exported once and cached (:mod:`upcall.export.cached`), the pass an exported model
+    runs, with torch as the fallback for a net that cannot be exported (:attr:`note` says so).
     """
 
     def __init__(
@@ -72,8 +84,22 @@ class Scorer:
         backend: str = "torch",
         threads: int | None = None,
     ) -> None:
-        self.model: Model = load_model(model, snapshot=snapshot, backend=backend, threads=threads)
+        run = "torch" if backend == "onnx" else backend
+        self.model: Model = load_model(model, snapshot=snapshot, backend=run, threads=threads)
         self.model.check_windows()
+        self.note = ""  # how the net is run, when ONNX Runtime was asked for a deploy net
+        if backend == "onnx" and isinstance(self.model, NetModel) and self.model.kind != "onnx":
+            from upcall.export.cached import cached_onnx
+
+            found = cached_onnx(self.model)
+            if isinstance(found, Path):
+                try:
+                    self.model = load_model(found, threads=threads)
+                    self.note = f"ONNX Runtime on the net's cached export {found}"
+                except UpcallError as e:  # a damaged cache file: torch, and say which file
+                    self.note = f"torch (remove the cached ONNX export: {e})"
+            else:
+                self.note = f"torch (the net has no ONNX export: {found})"
         self.spec = self.model.input_spec
         self.sliding: Sliding | None = None  # set by choose()
         self.positive = self.model.positive_index
@@ -113,17 +139,120 @@ class Scorer:
 
     def score_span(self, span: Span, step: int) -> Scored:
         """Scores of a span's windows: one pass when :meth:`choose` picked it, else per window."""
+        return self.finish(self.prepare(span, step), step)
+
+    def prepare(self, span: Span, step: int) -> Prepared:
+        """What a span needs before the network (its image and band power when sliding): the
+        part :func:`scored` runs a span ahead, in the reading thread."""
         if self.sliding is None:
+            return Prepared(span, None, None)
+        mode = spectrogram.get_mode(self.spec.spectrogram_mode)
+        if not hasattr(mode, "power") or step % spectrogram.STEP or spectrogram.STEP % mode.hop:
+            image = spectrogram.compute_batch(span.samples[None], mode=mode.name)[0]
+            return Prepared(span, image, span_band_power(span, step))
+        if not np.isfinite(span.samples).all():
+            raise ValueError("samples contain NaN or infinity")
+        # one spectrogram: the band power's frames (hop STEP) are every (STEP / hop)-th column
+        power = mode.power(span.samples[None])  # (1, T, rows), time-major
+        frames = power[0, :: spectrogram.STEP // mode.hop][:, _band_rows()]  # (T', B)
+        band = _window_means(frames, span.count, step)
+        return Prepared(span, mode.grey(power)[0], band)
+
+    def finish(self, prepared: Prepared, step: int) -> Scored:
+        """The network's part: a prepared span → its Scored."""
+        span = prepared.span
+        if prepared.image is None:
             view = np.lib.stride_tricks.sliding_window_view(span.samples, WINDOW)[::step]
             return self.score(span.start, view[: span.count])
         mode = spectrogram.get_mode(self.spec.spectrogram_mode)
-        image = spectrogram.compute_batch(span.samples[None], mode=mode.name)[0]
         every = step // (mode.hop * self.sliding.stride)
-        probs = self.sliding.probabilities(image[None], every=every, count=span.count)
-        return Scored(span.start, probs[:, self.positive], span_band_power(span, step))
+        probs = self.sliding.probabilities(prepared.image[None], every=every, count=span.count)
+        return Scored(span.start, probs[:, self.positive], prepared.band_power)
 
     def score(self, start: int, samples: np.ndarray) -> Scored:
         return Scored(start, self.model.score(samples), band_power(samples))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A span with its image (C, H, T) and band power, or without them (per-window scoring)."""
+
+    span: Span
+    image: np.ndarray | None
+    band_power: np.ndarray | None
+
+
+def scored(scorer: Scorer, spans: Iterator[Span], step: int, stages: Stages) -> Iterator[Scored]:
+    """:meth:`Scorer.score_span` of each span, the reading (and decoding) of the audio and the
+    spectrograms done in a background thread one span ahead of the network; the seconds of
+    each stage are added to ``stages``."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            it = iter(spans)
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                span = next(it, None)
+                t1 = time.perf_counter()
+                stages.add("read", t1 - t0)
+                if span is None:
+                    break
+                item = scorer.prepare(span, step)
+                stages.add("spectrogram", time.perf_counter() - t1)
+                ahead.put(item)
+            ahead.put(None)
+        except BaseException as e:  # raised again in the scoring thread
+            ahead.put(e)
+
+    thread = threading.Thread(target=produce, name="upcall-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            t0 = time.perf_counter()
+            item = ahead.get()
+            t1 = time.perf_counter()
+            stages.add("waiting for audio", t1 - t0)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            out = scorer.finish(item, step)
+            stages.add("network", time.perf_counter() - t1)
+            yield out
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ahead.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+class Stages(dict):
+    """Seconds per stage of a detection run (thread-safe sums), as detect.json records them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self[name] = self.get(name, 0.0) + seconds
+
+
+def _band_rows() -> np.ndarray:
+    hz = np.arange(spectrogram.HEIGHT) * (spectrogram.SAMPLE_RATE / spectrogram.NFFT)
+    return np.flatnonzero((hz >= BAND_HZ[0]) & (hz <= BAND_HZ[1]))
+
+
+def _window_means(frames: np.ndarray, count: int, step: int) -> np.ndarray:
+    """Mean of each window's frames (time-major (T, B), hop STEP) → float64 (count, B)."""
+    per = spectrogram.frames(WINDOW)  # a window's frames
+    sums = np.concatenate([np.zeros((1, frames.shape[1])), np.cumsum(frames, axis=0)])
+    first = np.arange(count) * (step // spectrogram.STEP)
+    return (sums[first + per] - sums[first]) / per
 
 
 def span_band_power(span: Span, step: int) -> np.ndarray:
@@ -131,14 +260,10 @@ def span_band_power(span: Span, step: int) -> np.ndarray:
     if step % spectrogram.STEP:  # windows between the span's frames: each on its own
         view = np.lib.stride_tricks.sliding_window_view(span.samples, WINDOW)[::step]
         return band_power(view[: span.count])
-    hz = np.arange(spectrogram.HEIGHT) * (spectrogram.SAMPLE_RATE / spectrogram.NFFT)
-    keep = (hz >= BAND_HZ[0]) & (hz <= BAND_HZ[1])
-    power = spectrogram.power_spectrogram(span.samples[None], fs=spectrogram.SAMPLE_RATE,
-                                          exact=False)[0, keep]  # fmt: skip
-    per = spectrogram.frames(WINDOW)  # a window's frames
-    sums = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
-    first = np.arange(span.count) * (step // spectrogram.STEP)
-    return ((sums[:, first + per] - sums[:, first]) / per).T
+    power = spectrogram.power_spectrogram(
+        span.samples[None], fs=spectrogram.SAMPLE_RATE, exact=False, time_major=True
+    )
+    return _window_means(power[0][:, _band_rows()], span.count, step)
 
 
 def band_power(samples: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ class Result:
     seconds: float  # audio length
     detections: tuple[events.Detection, ...]
     problem: str | None = None
+    stages: dict[str, float] | None = None  # seconds per stage (see detect_file)
 
 
 def detect_file(
@@ -58,38 +59,50 @@ def detect_file(
     block_s: float = 600.0,
     scores_csv: Path | None = None,
     show: bool = False,
+    stages: dict[str, float] | None = None,
 ) -> tuple[float, list[events.Detection], np.ndarray]:
-    """(seconds, detections, window scores) of one recording, streamed block by block; each
-    detection's box tightened to its call (:mod:`upcall.detect.boxes`). ``show``: progress
-    within the file when it is long."""
-    from upcall.detect.score import band_bins, concat
+    """(seconds, detections, window scores) of one recording, streamed block by block (read
+    and decoded a span ahead of the network, in another thread); each detection's box
+    tightened to its call (:mod:`upcall.detect.boxes`). ``show``: progress within the file
+    when it is long. ``stages``: each stage's seconds are added to it (read, spectrogram,
+    network, waiting for audio, events, boxes, scores file)."""
+    from upcall.detect.score import Stages, band_bins, concat, scored
 
     seconds = stream.duration_s(path)
     step = round(settings.step_s * stream.RATE)
     scorer.choose(step, per_window=settings.scoring == "per-window")
     chunks = stream.blocks(path, channel=settings.channel, block_s=block_s)
     spans = stream.spans(chunks, step=step)
+    clock = Stages()
+    parts = scored(scorer, spans, step, clock)
     if show and seconds >= LONG_S:
-        spans = _shown(spans, path, seconds, step)
-    parts = [scorer.score_span(s, step) for s in spans]
-    scored = concat(parts)
+        parts = _shown(parts, path, seconds, step)
+    result = concat(list(parts))
+    t0 = time.perf_counter()
     timeline = events.Timeline(
-        scored.scores,
-        scored.band_power,
+        result.scores,
+        result.band_power,
         band_bins(),
         step / stream.RATE,
         stream.WINDOW / stream.RATE,
     )
     found = events.detect(timeline, threshold=settings.threshold, smoothing=settings.smoothing)
+    t1 = time.perf_counter()
+    clock.add("events", t1 - t0)
     found = [tight(path, d, channel=settings.channel, seconds=seconds) for d in found]
     found.sort(key=lambda d: d.begin_s)  # a box may start before its neighbour's (rare)
+    clock.add("boxes", time.perf_counter() - t1)
     if scores_csv is not None:
         lines = ["start_s,score"] + [
-            f"{i * timeline.step_s:.3f},{s:.6f}" for i, s in enumerate(scored.scores)
+            f"{i * timeline.step_s:.3f},{s:.6f}" for i, s in enumerate(result.scores)
         ]
         scores_csv.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(scores_csv, "\n".join(lines) + "\n")
-    return seconds, found, scored.scores
+        clock.add("scores file", time.perf_counter() - t0)
+    if stages is not None:
+        for name, took in clock.items():
+            stages[name] = stages.get(name, 0.0) + took
+    return seconds, found, result.scores
 
 
 def tight(path: Path, d: events.Detection, *, channel: int, seconds: float) -> events.Detection:
@@ -100,8 +113,8 @@ def tight(path: Path, d: events.Detection, *, channel: int, seconds: float) -> e
     return replace(d, begin_s=box.begin_s, end_s=box.end_s, low_hz=box.low_hz, high_hz=box.high_hz)
 
 
-def _shown(spans, path: Path, seconds: float, step: int):
-    """``spans``, passed through while a progress display says how far the file is."""
+def _shown(parts, path: Path, seconds: float, step: int):
+    """``parts`` (Scored), passed through while a progress display says how far the file is."""
     from upcall.progress import progress
 
     clock = time.perf_counter()
@@ -109,33 +122,33 @@ def _shown(spans, path: Path, seconds: float, step: int):
         # each update then its postfix, from the first on: a log line waits for the postfix
         bar.update(0)
         bar.set_postfix(audio="0.00 h")
-        for span in spans:
-            yield span
-            done = min(
-                seconds, ((span.start + span.count - 1) * step + stream.WINDOW) / stream.RATE
-            )
+        for part in parts:
+            yield part
+            last = part.start + len(part.scores) - 1
+            done = min(seconds, (last * step + stream.WINDOW) / stream.RATE)
             rate = done / max(time.perf_counter() - clock, 1e-9)
             bar.update(round(done) - bar.n)
             bar.set_postfix(audio=f"{done / 3600:.2f} h", speed=f"{rate:.0f}× real time")
 
 
 _SCORER = None  # one per worker process
-_SCORER_KEY: tuple | None = None  # (model, its SHA-256, threads) it was loaded for
+_SCORER_KEY: tuple | None = None  # (model, its SHA-256, threads, backend) it was loaded for
 
 
-def init(model: str, threads: int | None, digest: str = ""):
+def init(model: str, threads: int | None, digest: str = "", backend: str = "torch"):
     """Load the model once per worker process; ``threads``: its share of the cores; ``digest``:
-    the model's hash, so a process that is reused (in-process runs, Ray) notices new weights."""
+    the model's hash, so a process that is reused (in-process runs, Ray) notices new weights;
+    ``backend``: :class:`upcall.detect.score.Scorer`'s."""
     global _SCORER, _SCORER_KEY
-    if _SCORER_KEY == (model, digest, threads):
+    if _SCORER_KEY == (model, digest, threads, backend):
         return _SCORER  # a reused worker (Ray) keeps its model
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for any OpenMP pool started later
     from upcall.detect.score import Scorer
 
     # the predictor sets its backend's thread pool (torch, onnxruntime) to ``threads``
-    _SCORER = Scorer(Path(model), threads=threads)
-    _SCORER_KEY = (model, digest, threads)
+    _SCORER = Scorer(Path(model), threads=threads, backend=backend)
+    _SCORER_KEY = (model, digest, threads, backend)
     return _SCORER
 
 
@@ -143,6 +156,7 @@ def work(item: Item) -> Result:
     """Score one recording and write its table (clock times where its start is known), then its
     record."""
     path = item.path
+    stages: dict[str, float] = {}
     try:
         seconds, found, _ = detect_file(
             _SCORER,
@@ -151,15 +165,18 @@ def work(item: Item) -> Result:
             block_s=item.block_s,
             scores_csv=Path(item.scores_csv) if item.scores_csv else None,
             show=item.show,
+            stages=stages,
         )
     except (UpcallError, ValueError, OSError, RuntimeError) as e:
         return Result(path, 0.0, (), str(e).removeprefix(f"{path}: "))
     start = datetime.fromisoformat(item.made.start) if item.made.start else None
+    t0 = time.perf_counter()
     Path(item.table).parent.mkdir(parents=True, exist_ok=True)
     write_table(item.table, [d.selection(start=start) for d in found], scores=True)
     # last: the table and scores it describes are complete
     replace(item.made, duration_s=seconds).write(item.record)
-    return Result(path, seconds, tuple(found))
+    stages["table"] = time.perf_counter() - t0
+    return Result(path, seconds, tuple(found), stages=stages)
 
 
 def ray_task(model: str, item: Item) -> Result:
@@ -167,7 +184,7 @@ def ray_task(model: str, item: Item) -> Result:
     its loaded model between tasks."""
     from upcall.detect.cluster import TASK_CPUS
 
-    init(model, TASK_CPUS, item.settings.model_sha256)
+    init(model, TASK_CPUS, item.settings.model_sha256, item.settings.backend)
     return work(item)
 
 

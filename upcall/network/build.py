@@ -23,14 +23,17 @@ __all__ = [
     "conv",
     "data",
     "dropout",
+    "eltwise_sum",
     "exclude",
     "gaussian",
     "include",
     "input_layer",
     "ip",
+    "log",
     "lrn",
     "net",
     "pool",
+    "reduction",
     "relu",
     "scale",
     "softmax",
@@ -193,7 +196,7 @@ def pool(
     method: str = "MAX",
     kernel: Size | None = None,
     stride: Size = 1,
-    pad: int = 0,
+    pad: Size = 0,
     global_pool: bool = False,
     top: str | None = None,
 ) -> Layer:
@@ -216,8 +219,12 @@ def pool(
         p.stride = sh
     else:
         p.stride_h, p.stride_w = sh, sw
-    if pad:
-        p.pad = pad
+    ph, pw = _hw(pad)
+    if ph == pw:
+        if ph:
+            p.pad = ph
+    else:
+        p.pad_h, p.pad_w = ph, pw
     return layer
 
 
@@ -231,9 +238,18 @@ def concat(name: str, bottoms: Sequence[str], *, top: str | None = None) -> Laye
     return _layer(name, "Concat", bottoms, [top or name])
 
 
-def eltwise_sum(name: str, bottoms: Sequence[str], *, top: str | None = None) -> Layer:
-    """Eltwise SUM of the bottoms (a residual connection)."""
-    return _layer(name, "Eltwise", bottoms, [top or name])
+def eltwise_sum(
+    name: str,
+    bottoms: Sequence[str],
+    *,
+    coeffs: Sequence[float] = (),
+    top: str | None = None,
+) -> Layer:
+    """Eltwise SUM of the bottoms (a residual connection), each times its ``coeffs`` if given."""
+    layer = _layer(name, "Eltwise", bottoms, [top or name])
+    if coeffs:
+        layer.eltwise_param.coeff.extend(coeffs)
+    return layer
 
 
 def batch_norm(name: str, bottom: str) -> Layer:
@@ -252,6 +268,34 @@ def scale(name: str, bottom: str, *, bias_term: bool = True) -> Layer:
 
 def softmax(name: str, bottom: str, *, top: str | None = None) -> Layer:
     return _layer(name, "Softmax", [bottom], [top or name])
+
+
+def log(name: str, bottom: str, *, top: str | None = None) -> Layer:
+    """Caffe's Log layer: the natural logarithm of each value (base e, scale 1, shift 0)."""
+    return _layer(name, "Log", [bottom], [top or name])
+
+
+def reduction(
+    name: str,
+    bottom: str,
+    *,
+    operation: str = "SUM",
+    axis: int = 0,
+    coeff: float = 1.0,
+    top: str | None = None,
+    loss_weight: float | None = None,
+) -> Layer:
+    """Caffe's Reduction over the axes from ``axis`` on (0: to one number), times ``coeff``."""
+    layer = _layer(name, "Reduction", [bottom], [top or name])
+    r = layer.reduction_param
+    r.operation = caffe_pb2.ReductionParameter.ReductionOp.Value(operation)
+    if axis:
+        r.axis = axis
+    if coeff != 1.0:
+        r.coeff = coeff
+    if loss_weight is not None:
+        layer.loss_weight.append(loss_weight)
+    return layer
 
 
 def softmax_loss(

@@ -125,6 +125,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default none); each trial's augmentation is seeded by its job seed",
     )
     space.add_argument(
+        "--net-params",
+        default="none",
+        metavar="CHOICES",
+        help="semicolon-separated network builder keywords, each choice comma-joined "
+        "`upcall nets --net-param` values, e.g. 'time_pool=true;time_pool=true,background=31' "
+        "(default none); every choice must build every searched network",
+    )
+    space.add_argument(
         "--no-pruning",
         action="store_true",
         help="train every trial to the end (default: the median pruner stops trials whose "
@@ -215,6 +223,7 @@ def _settings(args: argparse.Namespace, out: Path) -> SearchSettings:
         epochs=epochs,
         class_weights=_choices(args.class_weights),
         augment=_choices(args.augment),
+        net_params=_choices(args.net_params),
         pruning=not args.no_pruning,
         engine=args.engine,
         read=read_options(args) or ReadOptions(),

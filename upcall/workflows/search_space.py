@@ -6,7 +6,8 @@ Each :class:`Param` is one Optuna distribution and says where its value goes: a 
 that ``upcall nets`` gains later (class weights, augmentation) joins the search as one more row
 of :func:`search_space`, by the name of its ``make_job`` keyword (with a converter in
 :data:`CONVERTERS` when ``make_job`` takes an object rather than the flag's text): class weights
-and online augmentation are searched that way.
+and online augmentation are searched that way, and so are a registry network's builder
+keywords (``--net-params``: WhaleNet's levers such as ``label_smoothing`` or ``background``).
 
 Class balance is left out: it is a property of the lists (``upcall lists --balance``), so each
 choice would need its own dataset.
@@ -42,10 +43,19 @@ def _augment(text: str, seed: int) -> Any:
     return parse_augment(text, seed=seed)
 
 
+def _net_params(text: str, seed: int) -> Any:
+    """``none``, or comma-separated ``KEY=VALUE`` builder keywords (as ``upcall nets
+    --net-param``, e.g. ``time_pool=true,label_smoothing=0.1``)."""
+    from upcall.network.load import parse_net_params
+
+    return {} if text == "none" else parse_net_params(text.split(","))
+
+
 # make_job keyword -> (flag text, the trial's seed) -> the value make_job takes
 CONVERTERS: dict[str, Callable[[str, int], Any]] = {
     "class_weights": _class_weights,
     "augment": _augment,
+    "net_params": _net_params,
 }
 
 
@@ -84,6 +94,7 @@ def search_space(
     epochs: tuple[int, int],
     class_weights: Sequence[str] = ("none",),
     augment: Sequence[str] = ("none",),
+    net_params: Sequence[str] = ("none",),
 ) -> tuple[Param, ...]:
     """The table the study searches; checks each range and choice."""
     from upcall.job.solver import LR_POLICIES, SOLVER_TYPES
@@ -107,6 +118,7 @@ def search_space(
     for flag, name, given in (
         ("--class-weights", "class_weights", class_weights),
         ("--augment", "augment", augment),
+        ("--net-params", "net_params", net_params),
     ):
         if not given:
             raise UpcallError(f"{flag}: no choice given")
@@ -118,6 +130,7 @@ def search_space(
                 raise UpcallError(
                     message if message.startswith(flag) else f"{flag} {text!r}: {message}"
                 ) from None
+    _check_net_params(networks, net_params)
     return (
         Param("network", "network", choices=tuple(networks)),
         Param("base_lr", "solver", low=low, high=high, log=True),
@@ -127,7 +140,21 @@ def search_space(
         Param("epochs", "solver", low=epochs[0], high=epochs[1], integer=True),
         Param("class_weights", "job", choices=tuple(class_weights)),
         Param("augment", "job", choices=tuple(augment)),
+        Param("net_params", "job", choices=tuple(net_params)),
     )
+
+
+def _check_net_params(networks: Sequence[str], choices: Sequence[str]) -> None:
+    """Every ``--net-params`` choice must build every searched network."""
+    from upcall.network.load import load_network
+
+    for text in choices:
+        params = _net_params(text, 0)
+        for network in networks if params else ():
+            try:
+                load_network(network, params)
+            except UpcallError as e:
+                raise UpcallError(f"--net-params {text!r}: {e}") from None
 
 
 def fitting_networks(dataset: DatasetInfo, names: Sequence[str] | None = None) -> list[str]:

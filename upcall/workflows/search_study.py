@@ -67,6 +67,7 @@ class SearchSettings(JsonFile):
     engine: str
     class_weights: tuple[str, ...] = ("none",)  # `upcall nets --class-weights` texts
     augment: tuple[str, ...] = ("none",)  # `upcall nets --augment` specs
+    net_params: tuple[str, ...] = ("none",)  # `upcall nets --net-param`s, comma-joined
     # A Kaggle-layout DATA's clip reading and group split (as `upcall fit`'s recipe keys)
     read: ReadOptions = dataclasses.field(default_factory=ReadOptions)
     group_by: str = "auto"
@@ -82,6 +83,7 @@ class SearchSettings(JsonFile):
             epochs=self.epochs,
             class_weights=self.class_weights,
             augment=self.augment,
+            net_params=self.net_params,
         )
 
     def check_same(self, before: SearchSettings, where: Path) -> None:

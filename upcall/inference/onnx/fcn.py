@@ -8,7 +8,8 @@ and the head (the exported nodes from the pooling on) run on those, as they do f
 alone. A window's score so differs from its score alone only where the trunk sees past the
 window's edges, exactly as in the torch pass.
 
-The split needs the ``onnx`` package (to cut the graph); without it, or for a graph whose
+The split needs the ``onnx`` package (to cut the graph) once per model: the cut graphs are
+cached in the user's cache folder (:func:`cut_cache`). Without it, or for a graph whose
 trunk does more than act on each position alike (convolution, batch norm, per-channel scale
 and shift, ReLU, pooling, sums), :meth:`OnnxPredictor.sliding` says why and detection scores
 per window.
@@ -16,8 +17,13 @@ per window.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
+from upcall.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 from upcall.inference.onnx.session import session_from_bytes
 from upcall.job.deploy import softmax_classes
 
@@ -25,9 +31,10 @@ from upcall.job.deploy import softmax_classes
 # any operand not computed from the input is per channel (see _check_trunk).
 TRUNK_OPS = frozenset(
     {"Conv", "BatchNormalization", "Mul", "Add", "Sub", "Div", "Relu", "MaxPool",
-     "AveragePool", "Sum", "Identity", "Dropout"}
+     "AveragePool", "Sum", "Identity", "Dropout", "Concat"}
 )  # fmt: skip
 STRIDED = frozenset({"Conv", "MaxPool", "AveragePool"})
+CUT_VERSION = 1  # bump when the cut changes: cached cuts of another version are not read
 
 
 def _attr(node, name, default):
@@ -53,56 +60,30 @@ class OnnxSliding:
 
     @classmethod
     def build(cls, predictor) -> OnnxSliding | str:
-        """The sliding pass of ``predictor`` (an OnnxPredictor), or why its graph has none."""
-        try:
-            import onnx
-            from onnx import shape_inference
-        except ImportError:
-            return "cutting an ONNX graph needs the onnx package (pip install onnx)"
+        """The sliding pass of ``predictor`` (an OnnxPredictor), or why its graph has none.
+
+        The cut graphs are cached by the model file's SHA-256 (:func:`cut_cache`), so a model
+        cut once slides without importing the onnx package again."""
         pre = predictor.deploy.preprocess
         if pre.crop_size:
             return "the model crops its images (crop_size), so windows are not columns of one image"
-        model = shape_inference.infer_shapes(onnx.load(str(predictor.deploy.weights)))
-        graph = model.graph
-        consts = {i.name for i in graph.initializer}
-        inputs = [i.name for i in graph.input if i.name not in consts]
-        if len(inputs) != 1:
-            return "the graph has more than one input"
-        data = {inputs[0]}  # tensors computed from the input
-        nodes = []
-        for node in graph.node:
-            if any(t in data for t in node.input):
-                data.update(node.output)
-                nodes.append(node)
-        widths = _widths(graph)
-        pools = [
-            i for i, n in enumerate(nodes)
-            if n.op_type == "MaxPool" and widths.get(n.input[0]) == _attr(n, "kernel_shape", [0, 0])[1]
-            and not any(_attr(n, "pads", [0, 0, 0, 0])[1::2])
-        ]  # fmt: skip
-        if not pools:
-            return "the graph does not end in a MAX pooling over the whole width of its last map"
-        pool = nodes[pools[-1]]
-        trunk, head = nodes[: pools[-1]], nodes[pools[-1] :]
-        why = _check_trunk(trunk, data, widths, _last_dims(graph))
-        if why:
-            return why
-        made = {t for n in head for t in n.output} | {pool.input[0]}
-        if any(t in data and t not in made for n in head for t in n.input):
-            return "nodes after the last pooling read maps from before it"
-        stride = _trunk_stride(inputs[0], trunk, data)
-        if isinstance(stride, str):
-            return stride
-        trunk_model = _free_width(_extract(model, inputs, [pool.input[0]]), inputs[0])
-        head_model = _extract(model, [pool.input[0]], [predictor.deploy.output])
+        folder = cut_cache(predictor.deploy.weights)
+        cut = _read_cut(folder) if folder else None
+        if cut is None:
+            cut = _cut(predictor)
+            if isinstance(cut, str):
+                return cut
+            if folder:
+                _write_cut(folder, cut)
+        trunk, head, meta = cut
         sessions = [
-            session_from_bytes(m.SerializeToString(), predictor.deploy.weights, predictor.threads)
-            for m in (trunk_model, head_model)
+            session_from_bytes(m, predictor.deploy.weights, predictor.threads)
+            for m in (trunk, head)
         ]
         mean = None
         if pre.mean is not None:
             mean = pre.mean.mean(axis=2, keepdims=True).astype(np.float32)
-        return cls(predictor, *sessions, pool.input[0], stride, widths[pool.input[0]], mean)
+        return cls(predictor, *sessions, meta["pool_input"], meta["stride"], meta["width"], mean)
 
     def probabilities(self, image: np.ndarray, *, every: int, count: int) -> np.ndarray:
         """uint8 (C, H, T) → float64 (count, K): windows at columns 0, every·stride, ..."""
@@ -126,6 +107,85 @@ class OnnxSliding:
             out.append(self.head.run([d.output], {self.pool_input: windows[i : i + 256]})[0])
         blob = np.concatenate(out).astype(np.float64)
         return softmax_classes(blob, done=d.is_prob)
+
+
+def _cut(predictor) -> tuple[bytes, bytes, dict] | str:
+    """(trunk, head, {pool_input, stride, width}) of the exported graph, or why it has none."""
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return "cutting an ONNX graph needs the onnx package (pip install onnx)"
+    model = shape_inference.infer_shapes(onnx.load(str(predictor.deploy.weights)))
+    graph = model.graph
+    consts = {i.name for i in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        return "the graph has more than one input"
+    data = {inputs[0]}  # tensors computed from the input
+    nodes = []
+    for node in graph.node:
+        if any(t in data for t in node.input):
+            data.update(node.output)
+            nodes.append(node)
+    widths = _widths(graph)
+    pools = [
+        i for i, n in enumerate(nodes)
+        if n.op_type == "MaxPool" and widths.get(n.input[0]) == _attr(n, "kernel_shape", [0, 0])[1]
+        and not any(_attr(n, "pads", [0, 0, 0, 0])[1::2])
+    ]  # fmt: skip
+    if not pools:
+        return "the graph does not end in a MAX pooling over the whole width of its last map"
+    pool = nodes[pools[-1]]
+    trunk, head = nodes[: pools[-1]], nodes[pools[-1] :]
+    why = _check_trunk(trunk, data, widths, _last_dims(graph))
+    if why:
+        return why
+    made = {t for n in head for t in n.output} | {pool.input[0]}
+    if any(t in data and t not in made for n in head for t in n.input):
+        return "nodes after the last pooling read maps from before it"
+    stride = _trunk_stride(inputs[0], trunk, data)
+    if isinstance(stride, str):
+        return stride
+    trunk_model = _free_width(_extract(model, inputs, [pool.input[0]]), inputs[0])
+    head_model = _extract(model, [pool.input[0]], [predictor.deploy.output])
+    meta = {"pool_input": pool.input[0], "stride": stride, "width": widths[pool.input[0]]}
+    return trunk_model.SerializeToString(), head_model.SerializeToString(), meta
+
+
+def cache_root() -> Path:
+    """upcall's user cache folder: $XDG_CACHE_HOME/upcall (default ~/.cache/upcall)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "upcall"
+
+
+def cut_cache(model: Path) -> Path | None:
+    """The folder holding the cut graphs of the model file ``model`` (by its SHA-256)."""
+    try:
+        digest = sha256_file(model)
+    except OSError:
+        return None
+    return cache_root() / "onnx-cut" / f"{digest[:32]}-v{CUT_VERSION}"
+
+
+def _read_cut(folder: Path) -> tuple[bytes, bytes, dict] | None:
+    try:
+        meta = json.loads((folder / "cut.json").read_text())
+        return (folder / "trunk.onnx").read_bytes(), (folder / "head.onnx").read_bytes(), meta
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cut(folder: Path, cut: tuple[bytes, bytes, dict]) -> None:
+    """Store a cut (cut.json last: it marks the folder complete); a cache that cannot be
+    written is left out."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / "trunk.onnx", cut[0])
+        atomic_write_bytes(folder / "head.onnx", cut[1])
+        atomic_write_text(folder / "cut.json", json.dumps(cut[2]))
+    except OSError:
+        pass
 
 
 def _widths(graph) -> dict[str, int]:
@@ -156,6 +216,8 @@ def _check_trunk(trunk, data: set[str], widths: dict[str, int], last: dict[str, 
     for n in trunk:
         if n.op_type not in TRUNK_OPS:
             return f"a {n.op_type} node before the last pooling"
+        if n.op_type == "Concat" and _attr(n, "axis", 1) % 4 == 3:
+            return "a Concat along time before the last pooling"
         if (
             n.op_type in ("MaxPool", "AveragePool")
             and widths.get(n.input[0]) == _attr(n, "kernel_shape", [0, 0])[1]

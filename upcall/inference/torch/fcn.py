@@ -30,7 +30,7 @@ from upcall.job.deploy import softmax_classes
 
 # Layer types that act on each position of the map alike along time (shift-equivariant).
 TRUNK_TYPES = frozenset(
-    {"Convolution", "BatchNorm", "Scale", "ReLU", "Pooling", "Eltwise", "Dropout"}
+    {"Convolution", "BatchNorm", "Scale", "ReLU", "Pooling", "Eltwise", "Dropout", "Concat"}
 )
 
 
@@ -68,6 +68,8 @@ class SlidingNet:
         bad = sorted({t for s in trunk for t in s.types} - TRUNK_TYPES)
         if bad:
             return f"layers of type {', '.join(bad)} before the last pooling"
+        if any("Concat" in s.types and getattr(s.fn, "axis", 1) == 3 for s in trunk):
+            return "a Concat along time before the last pooling"
         if any(isinstance(s.fn, Pooling) and s.fn.kernel == tuple(net.blob_shapes[s.bottoms[0]][2:4])
                and s.fn.stride == (1, 1) for s in trunk):  # fmt: skip
             return "a global pooling before the last one"
