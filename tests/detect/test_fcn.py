@@ -218,3 +218,38 @@ def test_one_spectrogram_gives_the_band_power_of_two(rng):
     with pytest.raises(ValueError, match="bad block"):
         next(out)
     assert stages["read"] >= 0 and "spectrogram" in stages
+
+
+def test_the_lean_trunk_computes_the_same_maps_in_fewer_nodes(fine_job, tmp_path):
+    """Batch norm, scale and the per-channel adds folded into the convolutions: no Add or
+    BatchNormalization left in WhaleNet's trunk, and the same map to float32 rounding."""
+    import onnx
+    import onnxruntime as ort
+
+    from upcall.inference import load_model
+    from upcall.inference.onnx.fcn import _cut
+
+    model = tmp_path / "model.onnx"
+    upcall("export", fine_job, "--format", "onnx", "--out", model)
+    predictor = load_model(model).predictor
+    lean, _, meta = _cut(predictor)
+    ops = [n.op_type for n in onnx.load_from_string(lean).graph.node]
+    assert "Conv" in ops and not {"Add", "BatchNormalization", "Mul"} & set(ops)
+    plain = _extract_plain_trunk(model, meta["pool_input"])
+    x = np.random.default_rng(0).uniform(-60, 60, (1, 1, 65, 500)).astype(np.float32)
+    maps = [
+        ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+        for m in (plain, lean)
+    ]
+    assert maps[0].shape == maps[1].shape
+    np.testing.assert_allclose(maps[1], maps[0], rtol=1e-5, atol=1e-4)
+
+
+def _extract_plain_trunk(model, pool_input):
+    """The export's nodes up to ``pool_input``, width left free, nothing folded."""
+    import onnx
+
+    from upcall.inference.onnx.fcn import _extract, _free_width
+
+    full = onnx.shape_inference.infer_shapes(onnx.load(str(model)))
+    return _free_width(_extract(full, ["data"], [pool_input]), "data").SerializeToString()

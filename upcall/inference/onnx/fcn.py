@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from upcall.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from upcall.inference.onnx.fold import lean_trunk
 from upcall.inference.onnx.session import session_from_bytes
 from upcall.job.deploy import softmax_classes
 
@@ -34,7 +35,7 @@ TRUNK_OPS = frozenset(
      "AveragePool", "Sum", "Identity", "Dropout", "Concat"}
 )  # fmt: skip
 STRIDED = frozenset({"Conv", "MaxPool", "AveragePool"})
-CUT_VERSION = 1  # bump when the cut changes: cached cuts of another version are not read
+CUT_VERSION = 2  # bump when the cut changes: cached cuts of another version are not read
 
 
 def _attr(node, name, default):
@@ -150,7 +151,7 @@ def _cut(predictor) -> tuple[bytes, bytes, dict] | str:
     trunk_model = _free_width(_extract(model, inputs, [pool.input[0]]), inputs[0])
     head_model = _extract(model, [pool.input[0]], [predictor.deploy.output])
     meta = {"pool_input": pool.input[0], "stride": stride, "width": widths[pool.input[0]]}
-    return trunk_model.SerializeToString(), head_model.SerializeToString(), meta
+    return lean_trunk(trunk_model.SerializeToString()), head_model.SerializeToString(), meta
 
 
 def cache_root() -> Path:
