@@ -252,6 +252,14 @@ def as_full_scale(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float64, copy=False)
 
 
+def checked_full_scale(samples: np.ndarray) -> np.ndarray:
+    """:func:`as_full_scale`, refusing samples that hold NaN or infinity (ValueError)."""
+    x = as_full_scale(samples)
+    if not np.isfinite(x).all():
+        raise ValueError("samples contain NaN or infinity")
+    return x
+
+
 def compute_batch(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
     """Spectrogram images of many clips of one length at once.
 
@@ -275,10 +283,9 @@ def compute_batch(samples: np.ndarray, *, mode: str = "tutorial") -> np.ndarray:
     out = np.empty((len(samples), chosen.rows, width), np.uint8)
     block = max(1, BLOCK // width)  # bounded memory for long recordings too
     for start in range(0, len(samples), block):
-        x = as_full_scale(samples[start : start + block])
-        if not np.isfinite(x).all():
-            raise ValueError("samples contain NaN or infinity")
-        out[start : start + block] = chosen.images(x)
+        out[start : start + block] = chosen.images(
+            checked_full_scale(samples[start : start + block])
+        )
     return out
 
 

@@ -150,10 +150,9 @@ class Scorer:
         if not hasattr(mode, "power") or step % spectrogram.STEP or spectrogram.STEP % mode.hop:
             image = spectrogram.compute_batch(span.samples[None], mode=mode.name)[0]
             return Prepared(span, image, span_band_power(span, step))
-        if not np.isfinite(span.samples).all():
-            raise ValueError("samples contain NaN or infinity")
+        samples = spectrogram.checked_full_scale(span.samples[None])
         # one spectrogram: the band power's frames (hop STEP) are every (STEP / hop)-th column
-        power = mode.power(span.samples[None])  # (1, T, rows), time-major
+        power = mode.power(samples)  # (1, T, rows), time-major
         frames = power[0, :: spectrogram.STEP // mode.hop][:, _band_rows()]  # (T', B)
         band = _window_means(frames, span.count, step)
         return Prepared(span, mode.grey(power)[0], band)
