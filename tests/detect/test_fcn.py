@@ -253,3 +253,28 @@ def _extract_plain_trunk(model, pool_input):
 
     full = onnx.shape_inference.infer_shapes(onnx.load(str(model)))
     return _free_width(_extract(full, ["data"], [pool_input]), "data").SerializeToString()
+
+
+def test_a_file_holding_nan_is_one_line_and_the_batch_goes_on(fine_job, easy_recording, tmp_path):
+    """The one-spectrogram path (run in the reading thread) refuses NaN samples as before: one
+    line naming the file, the good recording still detected, exit status 1."""
+    import shutil
+
+    import soundfile as sf
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(easy_recording, folder / "good.wav")
+    bad = np.zeros(2000 * 30, np.float32)
+    bad[1000] = np.nan
+    sf.write(folder / "bad.wav", bad, 2000, subtype="FLOAT")
+    done = subprocess.run(
+        [sys.executable, "-m", "upcall", "detect", str(fine_job), str(folder), "--out",
+         str(tmp_path / "out")], capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "bad.wav" in line and "NaN" in line]
+    assert lines, done.stderr[-2000:]
+    assert (tmp_path / "out" / "good.wav.detections.txt").is_file()
+    assert not (tmp_path / "out" / "bad.wav.detections.txt").exists()
